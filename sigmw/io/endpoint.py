@@ -1,0 +1,164 @@
+"""One-to-many (SOCK_SEQPACKET) SCTP endpoint for asyncio.
+
+One socket serves every association: multihomed bind (bindx), listen,
+multihomed connect (connectx), sends addressed by association id, SENDALL,
+graceful EOF and ABORT per association, peeloff, tuning and read-outs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+
+from sigmw.core.errors import SigmwError
+from sigmw.io import sockapi
+from sigmw.io.transport import SctpTransport, send_cmsgs
+from sigmw.sctp import structs as s
+from sigmw.sctp.addresses import Address
+from sigmw.sctp.constants import AssocChangeState, SendFlag
+from sigmw.sctp.notifications import AssocChange, Cause, Notification
+from sigmw.sctp.options import SctpTuning
+
+
+@dataclass(frozen=True, slots=True)
+class Association:
+    """An established association as seen at COMM_UP (or RESTART)."""
+
+    assoc_id: int
+    """Id on this socket."""
+    outbound_streams: int
+    """Negotiated streams we may send on: valid stream ids are 0..outbound_streams-1."""
+    inbound_streams: int
+    """Streams the peer may send on."""
+
+
+class AssociationFailedError(SigmwError):
+    """An association could not be started (CANT_STR_ASSOC) or was lost during set-up."""
+
+    def __init__(self, remote: list[Address], note: AssocChange) -> None:
+        self.note = note
+        self.causes: tuple[Cause, ...] = note.causes
+        why = ", ".join(f"{c.name}" for c in note.causes) or f"error {note.error}"
+        super().__init__(f"association to {remote} failed: {note.state.name} ({why})")
+
+
+class SctpEndpoint(SctpTransport):
+    """A one-to-many SCTP socket and the associations on it."""
+
+    def __init__(self, sock: socket.socket, max_queued: int = 1024) -> None:
+        super().__init__(sock, max_queued)
+        self.associations: dict[int, Association] = {}
+        self._connecting: dict[int, asyncio.Future[AssocChange]] = {}
+
+    @classmethod
+    async def open(
+        cls,
+        local: list[Address],
+        tuning: SctpTuning | None = None,
+        listen: bool = True,
+        backlog: int = 128,
+    ) -> SctpEndpoint:
+        """Bind to every local address (same port; port 0 picks one) and optionally listen."""
+        sock = sockapi.new_socket(sockapi.socket_family(local), one_to_many=True)
+        try:
+            sockapi.bindx(sock, local)
+            sockapi.subscribe(sock)
+            sockapi.apply_tuning(sock, tuning or SctpTuning())
+            if listen:
+                sock.listen(backlog)
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock)
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def on_notification(self, note: Notification) -> None:
+        if not isinstance(note, AssocChange):
+            return
+        if note.state in (AssocChangeState.COMM_UP, AssocChangeState.RESTART):
+            self.associations[note.assoc_id] = Association(
+                note.assoc_id, note.outbound_streams, note.inbound_streams
+            )
+        else:
+            self.associations.pop(note.assoc_id, None)
+        waiter = self._connecting.pop(note.assoc_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(note)
+
+    async def connect(self, remote: list[Address], timeout: float | None = None) -> Association:
+        """Associate with a (multihomed) peer; returns at COMM_UP with the stream counts."""
+        assoc_id = sockapi.connectx(self.sock, remote)
+        known = self.associations.get(assoc_id)
+        if known is not None:  # already up (connectx to an existing peer)
+            return known
+        waiter: asyncio.Future[AssocChange] = self._loop.create_future()
+        self._connecting[assoc_id] = waiter
+        try:
+            note = await asyncio.wait_for(waiter, timeout)
+        finally:
+            self._connecting.pop(assoc_id, None)
+        if note.state not in (AssocChangeState.COMM_UP, AssocChangeState.RESTART):
+            raise AssociationFailedError(remote, note)
+        return self.associations[assoc_id]
+
+    async def send(
+        self,
+        data: bytes,
+        assoc_id: int,
+        stream: int = 0,
+        ppid: int = 0,
+        flags: SendFlag = SendFlag.NONE,
+        ttl_ms: int | None = None,
+        context: int = 0,
+    ) -> None:
+        """Send one message on an association; awaits buffer space, never drops."""
+        cmsgs = send_cmsgs(stream, ppid, int(flags), context, assoc_id, ttl_ms)
+        await self._submit(assoc_id, data, cmsgs, None, assoc_id)
+
+    async def send_to(self, data: bytes, address: Address, stream: int = 0, ppid: int = 0) -> None:
+        """Send to an address: sets the association up implicitly if there is none."""
+        cmsgs = send_cmsgs(stream, ppid, 0, 0, 0, None)
+        await self._submit(("to", address), data, cmsgs, address, 0)
+
+    async def send_all(self, data: bytes, stream: int = 0, ppid: int = 0) -> None:
+        """One message to every association of this socket (SCTP_SENDALL)."""
+        cmsgs = send_cmsgs(stream, ppid, int(SendFlag.SENDALL), 0, 0, None)
+        await self._submit("all", data, cmsgs, None, 0)
+
+    async def shutdown(self, assoc_id: int) -> None:
+        """Graceful shutdown (SCTP_EOF) of one association; the others stay up."""
+        await self.send(b"", assoc_id, flags=SendFlag.EOF)
+
+    async def abort(self, assoc_id: int, reason: bytes = b"") -> None:
+        """Abort one association at once; the peer sees the reason as a user abort cause."""
+        await self.send(reason, assoc_id, flags=SendFlag.ABORT)
+
+    def peeloff(self, assoc_id: int) -> socket.socket:
+        """Detach an association into its own one-to-one socket (e.g. for a worker)."""
+        sock = sockapi.peeloff(self.sock, assoc_id)
+        self.associations.pop(assoc_id, None)
+        return sock
+
+    # --- read-outs ------------------------------------------------------------
+
+    def status(self, assoc_id: int) -> s.Status:
+        return sockapi.read_status(self.sock, assoc_id)
+
+    def paths(self, assoc_id: int) -> list[s.PathInfo]:
+        return sockapi.read_paths(self.sock, assoc_id)
+
+    def stats_of(self, assoc_id: int) -> s.AssocStats:
+        return sockapi.read_assoc_stats(self.sock, assoc_id)
+
+    def peer_addresses(self, assoc_id: int) -> list[Address]:
+        return sockapi.peer_addresses(self.sock, assoc_id)
+
+    def local_addresses(self, assoc_id: int) -> list[Address]:
+        return sockapi.local_addresses(self.sock, assoc_id)
+
+    def set_primary(self, assoc_id: int, address: Address) -> None:
+        sockapi.set_primary(self.sock, assoc_id, address)

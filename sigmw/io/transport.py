@@ -1,0 +1,352 @@
+"""Asyncio send/receive machinery shared by one-to-many and one-to-one SCTP sockets.
+
+Receive: read until EAGAIN, reassemble each message to MSG_EOR, decode
+notifications, queue items; stop reading while the queue is full so the kernel's
+receive window pushes back on the peer (nothing is dropped).
+Send: try sendmsg at once; on EAGAIN queue the message behind its association's
+earlier ones and let the caller await the socket becoming writable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+from sigmw.core.errors import AssociationGoneError
+from sigmw.io import sockapi
+from sigmw.sctp import constants as c
+from sigmw.sctp import structs as s
+from sigmw.sctp.addresses import Address
+from sigmw.sctp.constants import SendFlag
+from sigmw.sctp.notifications import Notification, NotificationError, parse_notification
+from sigmw.sctp.options import SctpTuning
+
+RECV_CHUNK = 65536
+ANC_SIZE = socket.CMSG_SPACE(s.RCVINFO.size) + socket.CMSG_SPACE(64)
+MAX_MESSAGE = 4 * 1024 * 1024
+READS_PER_WAKEUP = 64
+RETRY_DELAY = 0.005  # writable but still EAGAIN (per-association buffers): back off briefly
+_GONE = (errno.EPIPE, errno.EINVAL, errno.ENOENT, errno.ECONNRESET, errno.ESHUTDOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One complete user message received on an association."""
+
+    data: bytes
+    """The payload, reassembled to the end of record."""
+    assoc_id: int
+    """Association it arrived on (0 on a one-to-one socket before COMM_UP)."""
+    stream: int
+    """Inbound stream number."""
+    ppid: int
+    """Payload protocol id, host byte order."""
+    unordered: bool
+    """Sent with the U bit (not ordered within its stream)."""
+    ssn: int
+    """Stream sequence number."""
+    context: int
+    """rcv_context (the association's default context)."""
+    source: Address | None
+    """Peer address the last fragment came from."""
+
+
+Received = Message | Notification
+
+
+@dataclass(slots=True)
+class _Pending:
+    data: bytes
+    cmsgs: list[tuple[int, int, bytes]]
+    address: Address | None
+    future: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class TransportStats:
+    """Counters an operator cares about; exported by later layers."""
+
+    messages_in: int = 0
+    notifications_in: int = 0
+    messages_out: int = 0
+    oversize_dropped: int = 0
+    bad_notifications: int = 0
+    send_would_block: int = 0
+
+
+class SctpTransport:
+    """Owns a non-blocking SCTP socket registered with the event loop."""
+
+    def __init__(self, sock: socket.socket, max_queued: int = 1024) -> None:
+        self.sock = sock
+        self.stats = TransportStats()
+        self._loop = asyncio.get_running_loop()
+        self._rx: deque[Received] = deque()
+        self._rx_waiter: asyncio.Future[None] | None = None
+        self._max_queued = max_queued
+        self._partial: dict[tuple[bool, int], list[bytes]] = {}
+        self._oversize: set[tuple[bool, int]] = set()
+        self._reading = False
+        self._closed = False
+        self._tx: dict[Hashable, deque[_Pending]] = {}
+        self._writer_armed = False
+        self._retry: asyncio.TimerHandle | None = None
+        self._resume_reading()
+
+    # --- receive --------------------------------------------------------------
+
+    async def recv(self) -> Received:
+        """Next message or notification, in arrival order."""
+        while not self._rx:
+            if self._closed:
+                raise ConnectionError("SCTP socket closed")
+            self._rx_waiter = self._loop.create_future()
+            try:
+                await self._rx_waiter
+            finally:
+                self._rx_waiter = None
+        item = self._rx.popleft()
+        if not self._reading and len(self._rx) <= self._max_queued // 2:
+            self._resume_reading()
+        return item
+
+    def _resume_reading(self) -> None:
+        if not self._closed:
+            self._loop.add_reader(self.sock.fileno(), self._on_readable)
+            self._reading = True
+
+    def _on_readable(self) -> None:
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                data, anc, flags, source = self.sock.recvmsg(RECV_CHUNK, ANC_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # a one-to-one socket whose association died
+                if exc.errno in _GONE or exc.errno == errno.ENOTCONN:
+                    self._hang_up()
+                    return
+                raise
+            if not data and not flags and not anc:
+                self._hang_up()  # one-to-one peer closed
+                return
+            self._take(data, anc, flags, source)
+        if len(self._rx) >= self._max_queued:
+            self._loop.remove_reader(self.sock.fileno())
+            self._reading = False
+        self._wake_reader()
+
+    def _take(
+        self, data: bytes, anc: list[tuple[int, int, bytes]], flags: int, source: object
+    ) -> None:
+        is_note = bool(flags & c.MSG_NOTIFICATION)
+        info = _rcvinfo(anc)
+        key = (is_note, info.assoc_id if info else 0)
+        if key in self._oversize:
+            if flags & c.MSG_EOR:
+                self._oversize.discard(key)
+            return
+        pieces = self._partial.setdefault(key, [])
+        pieces.append(data)
+        if not flags & c.MSG_EOR:
+            if sum(map(len, pieces)) > MAX_MESSAGE:
+                del self._partial[key]
+                self._oversize.add(key)
+                self.stats.oversize_dropped += 1
+            return
+        del self._partial[key]
+        whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if is_note:
+            self._take_notification(whole)
+        elif info is not None:
+            self.stats.messages_in += 1
+            self._rx.append(_message(whole, info, source))
+        else:  # no SCTP_RCVINFO (should not happen once subscribed)
+            self.stats.messages_in += 1
+            self._rx.append(Message(whole, 0, 0, 0, False, 0, 0, _address(source)))
+
+    def _take_notification(self, raw: bytes) -> None:
+        try:
+            note = parse_notification(raw)
+        except NotificationError:
+            self.stats.bad_notifications += 1
+            return
+        self.stats.notifications_in += 1
+        self.on_notification(note)
+        self._rx.append(note)
+
+    def on_notification(self, note: Notification) -> None:
+        """Hook for subclasses: bookkeeping before the item is queued for the user."""
+
+    def _wake_reader(self) -> None:
+        if self._rx and self._rx_waiter is not None and not self._rx_waiter.done():
+            self._rx_waiter.set_result(None)
+
+    def _hang_up(self) -> None:
+        if self._reading:
+            self._loop.remove_reader(self.sock.fileno())
+            self._reading = False
+        self._closed = True
+        if self._rx_waiter is not None and not self._rx_waiter.done():
+            self._rx_waiter.set_result(None)
+
+    # --- send -----------------------------------------------------------------
+
+    async def _submit(
+        self,
+        key: Hashable,
+        data: bytes,
+        cmsgs: list[tuple[int, int, bytes]],
+        address: Address | None,
+        assoc_id: int,
+    ) -> None:
+        """Send now, or queue behind this key's earlier messages and await room."""
+        queue = self._tx.get(key)
+        if not queue:
+            try:
+                if self._sendmsg(data, cmsgs, address):
+                    return
+            except OSError as exc:
+                raise _send_error(exc, assoc_id) from None
+            self.stats.send_would_block += 1
+            queue = self._tx.setdefault(key, deque())
+        pending = _Pending(data, cmsgs, address, self._loop.create_future())
+        queue.append(pending)
+        self._arm_writer()
+        try:
+            await pending.future
+        except OSError as exc:
+            raise _send_error(exc, assoc_id) from None
+
+    def _sendmsg(
+        self, data: bytes, cmsgs: list[tuple[int, int, bytes]], address: Address | None
+    ) -> bool:
+        """True if sent, False on EAGAIN; other errors raise."""
+        try:
+            if address is None:
+                self.sock.sendmsg([data], cmsgs)
+            else:
+                self.sock.sendmsg([data], cmsgs, 0, address)
+        except (BlockingIOError, InterruptedError):
+            return False
+        self.stats.messages_out += 1
+        return True
+
+    def _arm_writer(self) -> None:
+        if not self._writer_armed and not self._closed:
+            self._loop.add_writer(self.sock.fileno(), self._on_writable)
+            self._writer_armed = True
+
+    def _disarm_writer(self) -> None:
+        if self._writer_armed:
+            self._loop.remove_writer(self.sock.fileno())
+            self._writer_armed = False
+
+    def _on_writable(self) -> None:
+        progress = False
+        for key in list(self._tx):
+            progress |= self._flush(key)
+        if not self._tx:
+            self._disarm_writer()
+        elif not progress:
+            self._disarm_writer()  # avoid a busy loop while the kernel says "writable"
+            self._retry = self._loop.call_later(RETRY_DELAY, self._arm_writer)
+
+    def _flush(self, key: Hashable) -> bool:
+        queue = self._tx[key]
+        progress = False
+        while queue:
+            head = queue[0]
+            if head.future.done():  # caller cancelled: drop it, it was never sent
+                queue.popleft()
+                continue
+            try:
+                if not self._sendmsg(head.data, head.cmsgs, head.address):
+                    break
+            except OSError as exc:  # dead association: fail all of its queue, never retry
+                for pending in queue:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+                queue.clear()
+                break
+            head.future.set_result(None)
+            queue.popleft()
+            progress = True
+        if not queue:
+            del self._tx[key]
+        return progress
+
+    def pending_sends(self) -> int:
+        """Messages waiting for socket buffer space."""
+        return sum(len(q) for q in self._tx.values())
+
+    # --- life cycle -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop watching the socket, fail queued sends, close the descriptor."""
+        if self.sock.fileno() < 0:
+            return
+        self._hang_up()
+        self._disarm_writer()
+        if self._retry is not None:
+            self._retry.cancel()
+        for queue in self._tx.values():
+            for pending in queue:
+                if not pending.future.done():
+                    pending.future.set_exception(ConnectionError("SCTP socket closed"))
+        self._tx.clear()
+        self.sock.close()
+
+    def apply_tuning(self, tuning: SctpTuning, assoc_id: int = 0) -> None:
+        sockapi.apply_tuning(self.sock, tuning, assoc_id)
+
+
+def send_cmsgs(
+    stream: int, ppid: int, flags: int, context: int, assoc_id: int, ttl_ms: int | None
+) -> list[tuple[int, int, bytes]]:
+    """Ancillary data for one send: SCTP_SNDINFO, plus SCTP_PRINFO for a time-to-live."""
+    cmsgs = [
+        (c.IPPROTO_SCTP, c.SCTP_SNDINFO, s.pack_sndinfo(stream, flags, ppid, context, assoc_id))
+    ]
+    if ttl_ms is not None:
+        cmsgs.append((c.IPPROTO_SCTP, c.SCTP_PRINFO, s.pack_prinfo_ttl(ttl_ms)))
+    return cmsgs
+
+
+def _send_error(exc: OSError, assoc_id: int) -> Exception:
+    if exc.errno in _GONE and assoc_id:
+        return AssociationGoneError(assoc_id, exc.errno or errno.EPIPE)
+    return exc
+
+
+def _rcvinfo(anc: list[tuple[int, int, bytes]]) -> s.RcvInfo | None:
+    for level, kind, raw in anc:
+        if level == c.IPPROTO_SCTP and kind == c.SCTP_RCVINFO and len(raw) >= s.RCVINFO.size:
+            return s.unpack_rcvinfo(raw)
+    return None
+
+
+def _address(source: object) -> Address | None:
+    if isinstance(source, tuple) and len(source) >= 2:
+        return (str(source[0]), int(source[1]))
+    return None
+
+
+def _message(data: bytes, info: s.RcvInfo, source: object) -> Message:
+    unordered = bool(info.flags & SendFlag.UNORDERED)
+    return Message(
+        data,
+        info.assoc_id,
+        info.stream,
+        info.ppid,
+        unordered,
+        info.ssn,
+        info.context,
+        _address(source),
+    )
+
+
+NotificationHook = Callable[[Notification], None]

@@ -1,0 +1,71 @@
+"""Per-endpoint and per-association SCTP tunables, as one typed value.
+
+None means "leave the kernel's value": the I/O layer applies only what is set,
+and reads the effective values back with the same type.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sigmw.sctp.addresses import Address
+
+
+@dataclass(frozen=True, slots=True)
+class InitParams:
+    """SCTP_INITMSG: what the INIT chunk asks for (endpoint-wide, new associations only)."""
+
+    outbound_streams: int = 16
+    """Streams we ask to send on (the peer may grant fewer)."""
+    max_inbound_streams: int = 16
+    """Most streams we accept from the peer."""
+    max_attempts: int = 0
+    """INIT retransmissions before CANT_STR_ASSOC (0: kernel default, 8)."""
+    max_init_timeout_ms: int = 0
+    """Cap of the INIT retransmission timer (0: kernel default, RTO.max)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DefaultSend:
+    """SCTP_DEFAULT_SNDINFO: stream/PPID/flags used when a send names none."""
+
+    stream: int = 0
+    ppid: int = 0
+    flags: int = 0
+    context: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SctpTuning:
+    """Timers and limits of an association; all times in milliseconds."""
+
+    rto_initial_ms: int | None = None
+    rto_min_ms: int | None = None
+    rto_max_ms: int | None = None
+    assoc_max_retrans: int | None = None
+    """Consecutive retransmissions (all paths) before the association is declared lost."""
+    path_max_retrans: int | None = None
+    """Consecutive retransmissions on one path before it is marked unreachable."""
+    pf_threshold: int | None = None
+    """Errors after which a path is 'potentially failed' and traffic moves (RFC 7829)."""
+    expose_pf_state: bool | None = True
+    """Report ADDR_POTENTIALLY_FAILED notifications (kernel value 2)."""
+    hb_interval_ms: int | None = None
+    hb_enabled: bool | None = None
+    sack_delay_ms: int | None = None
+    """Delayed-SACK timer (0 disables delayed SACK: every packet is acknowledged)."""
+    sack_freq: int | None = None
+    """Packets per SACK when delayed SACK is on."""
+    nodelay: bool | None = True
+    """Disable Nagle-style bundling delay (on by default: signaling is ping-pong)."""
+    autoclose_s: int | None = None
+    """Shut idle associations down after this many seconds (one-to-many only)."""
+    maxseg: int | None = None
+    """Largest DATA chunk payload before fragmentation (0: path MTU)."""
+    disable_fragments: bool | None = None
+    init: InitParams | None = field(default_factory=InitParams)
+    default_send: DefaultSend | None = None
+    primary: Address | None = None
+    """Our preferred destination address of the peer (SCTP_PRIMARY_ADDR)."""
+    peer_primary: Address | None = None
+    """Ask the peer to send to this local address of ours (needs ASCONF on both sides)."""
