@@ -77,7 +77,8 @@ def _getsockopt_inout(sock: socket.socket, option: int, buf: bytes) -> bytes:
     """getsockopt with an input buffer (assoc id, address) that the kernel fills in."""
     cbuf = ctypes.create_string_buffer(buf, len(buf))
     size = ctypes.c_uint32(len(buf))
-    if _libc.getsockopt(sock.fileno(), c.SOL_SCTP, option, cbuf, ctypes.byref(size)) != 0:
+    # Some options return a value (peeloff: the new descriptor); only < 0 is an error.
+    if _libc.getsockopt(sock.fileno(), c.SOL_SCTP, option, cbuf, ctypes.byref(size)) < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"getsockopt({option}): {errno.errorcode.get(err, err)}")
     return cbuf.raw[: size.value]

@@ -61,7 +61,7 @@ class AssocChange:
     state: AssocChangeState
     """COMM_UP, COMM_LOST, RESTART, SHUTDOWN_COMP or CANT_STR_ASSOC."""
     error: int
-    """sac_error: the cause code that ended the association, if any."""
+    """Cause code that ended the association (0: none, e.g. a timeout), host order."""
     outbound_streams: int
     """Streams we may send on (negotiated), valid at COMM_UP and RESTART."""
     inbound_streams: int
@@ -240,11 +240,14 @@ def parse_causes(raw: bytes) -> tuple[Cause, ...]:
 
 
 def _abort_causes(info: bytes) -> tuple[Cause, ...]:
-    """sac_info of COMM_LOST/CANT_STR_ASSOC holds the ABORT chunk (type 6) if one arrived."""
-    if len(info) >= 4 and info[0] == 6:
-        (length,) = struct.unpack_from("!H", info, 2)
-        return parse_causes(info[4 : max(4, min(length, len(info)))])
-    return ()
+    """sac_info of COMM_LOST/CANT_STR_ASSOC: the causes of the ABORT that ended it.
+
+    Linux copies the ABORT chunk's body (no chunk header); a whole chunk (type 6,
+    its length matching) is accepted too, as other stacks deliver it that way.
+    """
+    if len(info) >= 4 and info[0] == 6 and struct.unpack_from("!H", info, 2)[0] == len(info):
+        return parse_causes(info[4:])
+    return parse_causes(info)
 
 
 def _need(raw: bytes, layout: struct.Struct, name: str) -> None:
@@ -254,7 +257,8 @@ def _need(raw: bytes, layout: struct.Struct, name: str) -> None:
 
 def _assoc_change(raw: bytes) -> AssocChange:
     _need(raw, _ASSOC_CHANGE, "ASSOC_CHANGE")
-    _, _, length, state, error, outs, ins, assoc_id = _ASSOC_CHANGE.unpack_from(raw)
+    _, _, length, state, error_be, outs, ins, assoc_id = _ASSOC_CHANGE.unpack_from(raw)
+    error = socket.ntohs(error_be)  # Linux stores the cause code in network order
     info = raw[_ASSOC_CHANGE.size : max(length, _ASSOC_CHANGE.size)]
     st = AssocChangeState(state)
     if st in (AssocChangeState.COMM_UP, AssocChangeState.RESTART):

@@ -1,0 +1,53 @@
+"""Failure detection bounds implied by the SCTP timers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from sigmw.sctp.timing import (
+    LINUX_DEFAULTS,
+    Timers,
+    association_failure_ms,
+    path_failure_detection_ms,
+    path_switch_ms,
+)
+
+BENCH = Timers(
+    rto_initial_ms=200,
+    rto_min_ms=100,
+    rto_max_ms=500,
+    hb_interval_ms=200,
+    hb_enabled=True,
+    path_max_retrans=2,
+    assoc_max_retrans=6,
+    pf_threshold=0,
+)
+
+
+def test_busy_path_detection_counts_rto_max_per_error() -> None:
+    # pmr 2: unreachable after 3 timeouts, plus one for a timer started before the cut.
+    assert path_failure_detection_ms(BENCH) == 4 * 500
+
+
+def test_idle_path_detection_counts_heartbeat_periods() -> None:
+    assert path_failure_detection_ms(BENCH, busy=False) == 4 * (200 + 500 + 250)
+
+
+def test_pf_threshold_switches_traffic_sooner() -> None:
+    assert path_switch_ms(BENCH) == 2 * 500
+    no_pf = dataclasses.replace(BENCH, pf_threshold=None)
+    assert path_switch_ms(no_pf) == path_failure_detection_ms(no_pf) == 2000
+
+
+def test_linux_defaults_are_slow_for_signaling() -> None:
+    # The reason sigmw tunes every peer: defaults take minutes to notice a dead path.
+    assert path_failure_detection_ms(LINUX_DEFAULTS) == 7 * 60000
+    assert association_failure_ms(LINUX_DEFAULTS) == 12 * 60000
+
+
+def test_idle_detection_needs_heartbeats() -> None:
+    off = Timers(200, 100, 500, 200, False, 2, 6)
+    with pytest.raises(ValueError, match="heartbeats disabled"):
+        path_failure_detection_ms(off, busy=False)
