@@ -58,6 +58,7 @@ class SctpEndpoint(SctpTransport):
         tuning: SctpTuning | None = None,
         listen: bool = True,
         backlog: int = 128,
+        max_queued: int = 1024,
     ) -> SctpEndpoint:
         """Bind to every local address (same port; port 0 picks one) and optionally listen."""
         sock = sockapi.new_socket(sockapi.socket_family(local), one_to_many=True)
@@ -70,7 +71,7 @@ class SctpEndpoint(SctpTransport):
         except BaseException:
             sock.close()
             raise
-        return cls(sock)
+        return cls(sock, max_queued)
 
     @property
     def port(self) -> int:
@@ -116,6 +117,12 @@ class SctpEndpoint(SctpTransport):
         context: int = 0,
     ) -> None:
         """Send one message on an association; awaits buffer space, never drops."""
+        known = self.associations.get(assoc_id)
+        if known is not None and stream >= known.outbound_streams:
+            raise ValueError(
+                f"stream {stream} on association {assoc_id}: only streams "
+                f"0..{known.outbound_streams - 1} were negotiated"
+            )
         cmsgs = send_cmsgs(stream, ppid, int(flags), context, assoc_id, ttl_ms)
         await self._submit(assoc_id, data, cmsgs, None, assoc_id)
 

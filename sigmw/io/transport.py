@@ -30,7 +30,8 @@ ANC_SIZE = socket.CMSG_SPACE(s.RCVINFO.size) + socket.CMSG_SPACE(64)
 MAX_MESSAGE = 4 * 1024 * 1024
 READS_PER_WAKEUP = 64
 RETRY_DELAY = 0.005  # writable but still EAGAIN (per-association buffers): back off briefly
-_GONE = (errno.EPIPE, errno.EINVAL, errno.ENOENT, errno.ECONNRESET, errno.ESHUTDOWN)
+# Errors meaning "this association no longer exists" (EINVAL is not one: it is a bad argument).
+_GONE = (errno.EPIPE, errno.ENOENT, errno.ECONNRESET, errno.ESHUTDOWN)
 
 
 @dataclass(frozen=True, slots=True)

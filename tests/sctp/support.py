@@ -1,0 +1,87 @@
+"""Helpers for tests on a real kernel SCTP stack: waiting for items, crafting packets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import Callable
+from typing import TypeVar
+
+from sigmw.io.transport import Message, Received, SctpTransport
+from sigmw.sctp.constants import AssocChangeState
+from sigmw.sctp.notifications import AssocChange
+
+T = TypeVar("T")
+
+
+async def wait_for(
+    transport: SctpTransport,
+    kind: type[T],
+    match: Callable[[T], bool] = lambda _: True,
+    timeout: float = 20.0,
+    seen: list[Received] | None = None,
+) -> T:
+    """Read items until one of `kind` matches; others are dropped (or kept in `seen`)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            item = await transport.recv()
+            if isinstance(item, kind) and match(item):
+                return item
+            if seen is not None:
+                seen.append(item)
+
+
+async def next_message(transport: SctpTransport, timeout: float = 20.0) -> Message:
+    return await wait_for(transport, Message, timeout=timeout)
+
+
+async def assoc_event(
+    transport: SctpTransport, state: AssocChangeState, timeout: float = 20.0
+) -> AssocChange:
+    return await wait_for(transport, AssocChange, lambda n: n.state is state, timeout)
+
+
+# --- raw SCTP packets (to make a peer send us an ERROR chunk) -------------------
+
+_CRC32C_TABLE: list[int] = []
+for _n in range(256):
+    _crc = _n
+    for _ in range(8):
+        _crc = (_crc >> 1) ^ 0x82F63B78 if _crc & 1 else _crc >> 1
+    _CRC32C_TABLE.append(_crc)
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+def sctp_packet(src_port: int, dst_port: int, vtag: int, chunks: bytes) -> bytes:
+    """An SCTP common header plus chunks, with the CRC32c checksum (RFC 9260 3.1)."""
+    head = struct.pack("!HHII", src_port, dst_port, vtag, 0)
+    checksum = crc32c(head + chunks)
+    return head[:8] + struct.pack("<I", checksum) + chunks
+
+
+def error_chunk(cause_code: int, info: bytes) -> bytes:
+    cause = struct.pack("!HH", cause_code, 4 + len(info)) + info
+    cause += b"\0" * (-len(cause) % 4)
+    return struct.pack("!BBH", 9, 0, 4 + len(cause)) + cause
+
+
+def init_tags(raw_sock: socket.socket, timeout: float = 10.0) -> dict[int, int]:
+    """Read copies of SCTP packets on a raw socket; map each INIT/INIT-ACK's source
+    port to the Initiate Tag it announced (the tag its peer must put on packets)."""
+    raw_sock.settimeout(timeout)
+    tags: dict[int, int] = {}
+    while len(tags) < 2:
+        packet = raw_sock.recv(65535)
+        ihl = (packet[0] & 0x0F) * 4
+        sport = struct.unpack_from("!H", packet, ihl)[0]
+        chunk_type = packet[ihl + 12]
+        if chunk_type in (1, 2):  # INIT, INIT ACK
+            tags[sport] = struct.unpack_from("!I", packet, ihl + 16)[0]
+    return tags

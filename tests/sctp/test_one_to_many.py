@@ -1,0 +1,261 @@
+"""One-to-many endpoint on a real kernel: many associations on one socket."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+
+import pytest
+
+from sigmw.core.errors import AssociationGoneError, SctpBindError
+from sigmw.io.endpoint import AssociationFailedError, SctpEndpoint
+from sigmw.io.transport import Message
+from sigmw.sctp.constants import AssocChangeState, ErrorCause, SendFlag
+from sigmw.sctp.notifications import AssocChange, ShutdownEvent
+from sigmw.sctp.options import InitParams, SctpTuning
+
+from .support import assoc_event, next_message, wait_for
+
+pytestmark = pytest.mark.sctp
+LO = "127.0.0.1"
+
+
+async def _echo(server: SctpEndpoint) -> None:
+    while True:
+        item = await server.recv()
+        if isinstance(item, Message):
+            await server.send(item.data, item.assoc_id, item.stream, item.ppid)
+
+
+async def test_echo_server_serves_many_clients_on_one_socket() -> None:
+    server = await SctpEndpoint.open([(LO, 0)])
+    echo = asyncio.create_task(_echo(server))
+    clients = [await SctpEndpoint.open([(LO, 0)], listen=False) for _ in range(12)]
+    assocs = [await c.connect([(LO, server.port)], timeout=10) for c in clients]
+    for n, (client, assoc) in enumerate(zip(clients, assocs, strict=True)):
+        for i in range(5):
+            await client.send(f"{n}:{i}".encode(), assoc.assoc_id, stream=i % 4, ppid=46)
+    for n, client in enumerate(clients):
+        got = [(await next_message(client)).data for _ in range(5)]
+        assert sorted(got) == [f"{n}:{i}".encode() for i in range(5)]
+    assert len(server.associations) == 12  # every client on the one server socket
+    echo.cancel()
+    for c in [server, *clients]:
+        c.close()
+
+
+async def test_stream_ppid_and_unordered_round_trip() -> None:
+    tuning = SctpTuning(init=InitParams(outbound_streams=8, max_inbound_streams=8))
+    server = await SctpEndpoint.open([(LO, 0)], tuning)
+    client = await SctpEndpoint.open([(LO, 0)], tuning, listen=False)
+    assoc = await client.connect([(LO, server.port)], timeout=10)
+    assert (assoc.outbound_streams, assoc.inbound_streams) == (8, 8)
+    cases = [(0, 0), (1, 3), (5, 46), (7, 0xFFFFFFFF), (2, 47)]
+    for stream, ppid in cases:
+        await client.send(b"p", assoc.assoc_id, stream=stream, ppid=ppid)
+    await client.send(b"u", assoc.assoc_id, stream=3, ppid=4, flags=SendFlag.UNORDERED)
+    got = [await next_message(server) for _ in range(len(cases) + 1)]
+    assert [(m.stream, m.ppid) for m in got[:-1]] == cases
+    assert (got[-1].stream, got[-1].ppid, got[-1].unordered) == (3, 4, True)
+    assert not any(m.unordered for m in got[:-1])
+    with pytest.raises(ValueError, match=r"only streams 0\.\.7"):
+        await client.send(b"x", assoc.assoc_id, stream=8)
+    server.close()
+    client.close()
+
+
+async def test_ordered_delivery_per_stream_with_large_messages() -> None:
+    server = await SctpEndpoint.open([(LO, 0)])
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    assoc = await client.connect([(LO, server.port)], timeout=10)
+    sizes = [1, 1500, 70000, 150000, 10]  # > 64 KiB: several reads, joined at MSG_EOR
+    for i, size in enumerate(sizes):
+        await client.send(bytes([i]) * size, assoc.assoc_id, stream=1, ppid=9)
+    got = [await next_message(server) for _ in sizes]
+    assert [len(m.data) for m in got] == sizes
+    assert [m.data[0] for m in got] == list(range(len(sizes)))
+    server.close()
+    client.close()
+
+
+async def test_backpressure_awaits_buffer_space_and_loses_nothing() -> None:
+    server = await SctpEndpoint.open([(LO, 0)], max_queued=8)  # reads stop after a few
+    server.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    assoc = await client.connect([(LO, server.port)], timeout=10)
+    await assoc_event(server, AssocChangeState.COMM_UP)
+    count, payload = 400, b"z" * 4000  # 1.6 MB, far beyond both buffers
+    sender = asyncio.create_task(_send_numbered(client, assoc.assoc_id, count, payload))
+    await asyncio.sleep(1.0)
+    assert not sender.done()  # blocked on a full buffer, not dropping
+    assert client.stats.send_would_block >= 1
+    got = [int((await next_message(server)).data[:8]) for _ in range(count)]
+    await sender
+    assert got == list(range(count))
+    server.close()
+    client.close()
+
+
+async def _send_numbered(ep: SctpEndpoint, assoc_id: int, count: int, payload: bytes) -> None:
+    for i in range(count):
+        await ep.send(b"%08d" % i + payload, assoc_id, stream=1)
+
+
+async def test_sendall_reaches_every_association() -> None:
+    server = await SctpEndpoint.open([(LO, 0)])
+    clients = [await SctpEndpoint.open([(LO, 0)], listen=False) for _ in range(4)]
+    for c in clients:
+        await c.connect([(LO, server.port)], timeout=10)
+    while len(server.associations) < 4:
+        await server.recv()
+    await server.send_all(b"to everyone", stream=0, ppid=1234)
+    for c in clients:
+        msg = await next_message(c)
+        assert (msg.data, msg.ppid) == (b"to everyone", 1234)
+    server.close()
+    for c in clients:
+        c.close()
+
+
+async def test_eof_shuts_one_association_down_others_stay_up() -> None:
+    server = await SctpEndpoint.open([(LO, 0)])
+    a = await SctpEndpoint.open([(LO, 0)], listen=False)
+    b = await SctpEndpoint.open([(LO, 0)], listen=False)
+    assoc_a = await a.connect([(LO, server.port)], timeout=10)
+    assoc_b = await b.connect([(LO, server.port)], timeout=10)
+    await a.shutdown(assoc_a.assoc_id)
+    await wait_for(server, ShutdownEvent)  # the peer is told the other side is leaving
+    done = await assoc_event(a, AssocChangeState.SHUTDOWN_COMP)
+    assert done.assoc_id == assoc_a.assoc_id
+    assert assoc_a.assoc_id not in a.associations
+    await b.send(b"still here", assoc_b.assoc_id)
+    assert (await next_message(server)).data == b"still here"
+    with pytest.raises(AssociationGoneError):
+        await a.send(b"too late", assoc_a.assoc_id)
+    for ep in (server, a, b):
+        ep.close()
+
+
+async def test_abort_carries_the_reason_to_the_peer() -> None:
+    server = await SctpEndpoint.open([(LO, 0)])
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    assoc = await client.connect([(LO, server.port)], timeout=10)
+    up = await assoc_event(server, AssocChangeState.COMM_UP)
+    await server.abort(up.assoc_id, b"maintenance window")
+    lost = await assoc_event(client, AssocChangeState.COMM_LOST)
+    assert lost.assoc_id == assoc.assoc_id
+    assert lost.error == ErrorCause.USER_INITIATED_ABORT
+    assert [(c.code, c.info) for c in lost.causes] == [
+        (ErrorCause.USER_INITIATED_ABORT, b"maintenance window")
+    ]
+    server.close()
+    client.close()
+
+
+async def test_connect_to_closed_port_reports_cant_start_with_cause() -> None:
+    probe = await SctpEndpoint.open([(LO, 0)], listen=False)
+    closed_port = probe.port
+    probe.close()  # nothing listens there now
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    with pytest.raises(AssociationFailedError) as failed:
+        await client.connect([(LO, closed_port)], timeout=10)
+    note = failed.value.note
+    assert note.state is AssocChangeState.CANT_STR_ASSOC
+    assert f"'{LO}', {closed_port}" in str(failed.value)
+    assert "CANT_STR_ASSOC" in str(failed.value)
+    client.close()
+
+
+async def test_autoclose_ends_idle_associations() -> None:
+    server = await SctpEndpoint.open([(LO, 0)], SctpTuning(autoclose_s=1))
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    assoc = await client.connect([(LO, server.port)], timeout=10)
+    await client.send(b"hi", assoc.assoc_id)
+    await next_message(server)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await assoc_event(server, AssocChangeState.SHUTDOWN_COMP, timeout=15)
+    await assoc_event(client, AssocChangeState.SHUTDOWN_COMP, timeout=15)
+    assert 0.5 < loop.time() - t0 < 10
+    assert not server.associations
+    server.close()
+    client.close()
+
+
+async def test_implicit_association_on_first_send() -> None:
+    server = await SctpEndpoint.open([(LO, 0)])
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    await client.send_to(b"hello without connect", (LO, server.port), stream=0, ppid=46)
+    up = await assoc_event(client, AssocChangeState.COMM_UP)
+    msg = await next_message(server)
+    assert (msg.data, msg.ppid) == (b"hello without connect", 46)
+    assert up.assoc_id in client.associations
+    server.close()
+    client.close()
+
+
+async def test_bind_failure_names_the_address() -> None:
+    with pytest.raises(SctpBindError, match=r"192\.0\.2\.77") as failed:
+        await SctpEndpoint.open([(LO, 0), ("192.0.2.77", 0)])
+    assert failed.value.errno == errno.EADDRNOTAVAIL
+
+
+async def test_ipv6_one_to_many() -> None:
+    server = await SctpEndpoint.open([("::1", 0)])
+    client = await SctpEndpoint.open([("::1", 0)], listen=False)
+    assoc = await client.connect([("::1", server.port)], timeout=10)
+    await client.send(b"v6", assoc.assoc_id, stream=1, ppid=3)
+    msg = await next_message(server)
+    assert (msg.data, msg.stream, msg.ppid) == (b"v6", 1, 3)
+    assert msg.source is not None and msg.source[0] == "::1"
+    assert client.peer_addresses(assoc.assoc_id) == [("::1", server.port)]
+    server.close()
+    client.close()
+
+
+async def test_readouts_status_paths_stats() -> None:
+    server = await SctpEndpoint.open([(LO, 0), ("127.0.0.2", 0)])
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    assoc = await client.connect([(LO, server.port), ("127.0.0.2", server.port)], timeout=10)
+    for _ in range(5):
+        await client.send(b"ping", assoc.assoc_id)
+        await next_message(server)
+    status = client.status(assoc.assoc_id)
+    assert status.state == 4  # ESTABLISHED
+    assert status.outbound_streams == assoc.outbound_streams
+    paths = client.paths(assoc.assoc_id)
+    assert {p.address for p in paths} == {(LO, server.port), ("127.0.0.2", server.port)}
+    assert all(p.rto_ms > 0 and p.cwnd > 0 and p.mtu > 0 for p in paths)
+    stats = client.stats_of(assoc.assoc_id)
+    assert stats.counters["out_ordered_chunks"] >= 5
+    assert set(client.local_addresses(assoc.assoc_id)) == {(LO, client.port)}
+    server.close()
+    client.close()
+
+
+def test_close_is_idempotent_and_recv_then_fails() -> None:
+    async def run() -> None:
+        ep = await SctpEndpoint.open([(LO, 0)])
+        ep.close()
+        ep.close()
+        with pytest.raises(ConnectionError):
+            await ep.recv()
+
+    asyncio.run(run())
+
+
+async def test_comm_up_notification_precedes_first_message() -> None:
+    server = await SctpEndpoint.open([(LO, 0)])
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    assoc = await client.connect([(LO, server.port)], timeout=10)
+    await client.send(b"first", assoc.assoc_id)
+    first = await server.recv()
+    assert isinstance(first, AssocChange) and first.state is AssocChangeState.COMM_UP
+    assert (first.outbound_streams, first.inbound_streams) == (
+        assoc.inbound_streams,
+        assoc.outbound_streams,
+    )
+    server.close()
+    client.close()
