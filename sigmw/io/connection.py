@@ -20,7 +20,6 @@ from sigmw.sctp.constants import AssocChangeState, SendFlag
 from sigmw.sctp.notifications import AssocChange, Notification
 from sigmw.sctp.options import SctpTuning
 
-
 _ENDED = (
     AssocChangeState.COMM_LOST,
     AssocChangeState.SHUTDOWN_COMP,

@@ -1,0 +1,5 @@
+import sys
+
+from sigmw.cli import main
+
+sys.exit(main())

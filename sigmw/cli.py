@@ -1,0 +1,56 @@
+"""The `sigmw` command. Errors of sigmw's own print as one line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sigmw import __version__
+from sigmw.core.errors import SigmwError
+
+
+def _check_sctp(_: argparse.Namespace) -> int:
+    from sigmw.io.kernel import check_sctp
+
+    check_sctp()
+    print("kernel SCTP: available")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from sigmw import demo
+
+    return demo.main(inside=args.inside, duration=args.duration)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sigmw", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"sigmw {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check-sctp", help="say whether this kernel offers SCTP sockets")
+    check.set_defaults(func=_check_sctp)
+    demo = sub.add_parser(
+        "demo",
+        help="watch a multihomed SCTP association survive a path failure "
+        "(boots a small VM when this kernel has no SCTP)",
+    )
+    demo.add_argument("--duration", type=float, default=9.0, help="seconds of traffic")
+    demo.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SigmwError as exc:
+        print(f"sigmw: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
