@@ -117,7 +117,7 @@ class RemoteError:
     error: int
     """First cause code, host byte order."""
     data: bytes
-    """The ERROR chunk's causes as received."""
+    """The first cause's information (Linux strips its header), then any further causes."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,9 @@
 Model (Linux, RFC 9260 6.3 and 8): every retransmission timeout or missed
 heartbeat on a path adds one error and doubles the path's RTO up to RTO.max. A
 path is reported unreachable after path_max_retrans + 1 consecutive errors; with
-a potentially-failed threshold, traffic already leaves it after pf + 1 errors.
+a potentially-failed threshold, traffic already leaves it after pf + 1 errors, but
+Linux enters PF only while pf < errors < path_max_retrans, so pf must be at most
+path_max_retrans - 2 to have any effect (pf_effective()).
 An idle path only learns of errors from heartbeats, sent every interval plus
 one RTO with +-50% jitter. The association is lost after assoc_max_retrans + 1
 consecutive errors counted over all paths.
@@ -61,9 +63,14 @@ def path_failure_detection_ms(t: Timers, busy: bool = True) -> int:
     return (t.path_max_retrans + 2) * _error_interval_ms(t, busy)
 
 
+def pf_effective(t: Timers) -> bool:
+    """Whether the potentially-failed state can ever be reached with these limits."""
+    return t.pf_threshold is not None and t.pf_threshold + 1 < t.path_max_retrans
+
+
 def path_switch_ms(t: Timers, busy: bool = True) -> int:
     """Worst case until new data leaves the failed path (PF threshold, else unreachable)."""
-    if t.pf_threshold is None or t.pf_threshold >= t.path_max_retrans:
+    if t.pf_threshold is None or not pf_effective(t):
         return path_failure_detection_ms(t, busy)
     return (t.pf_threshold + 2) * _error_interval_ms(t, busy)
 

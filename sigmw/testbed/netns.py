@@ -28,8 +28,18 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
+class TopologyError(RuntimeError):
+    """An iproute2 command failed; carries the command and what it printed."""
+
+
+def _run(*argv: str) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise TopologyError(f"{' '.join(argv)}: {done.stderr.strip() or done.returncode}")
+
+
 def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+    _run("ip", *args)
 
 
 def _setns(fd: int) -> None:
@@ -157,7 +167,7 @@ class Topology:
     def netem(self, link: Link, side: str = "a", *params: str) -> None:
         """Impose netem on what `side` sends over the link (replaces earlier netem)."""
         host, dev = link.end(side)
-        _ip("-n", host.netns, "qdisc", "replace", "dev", dev, "root", "netem", *params)
+        _run(*host.command("tc", "qdisc", "replace", "dev", dev, "root", "netem", *params))
 
     def loss(self, link: Link, percent: float, side: str = "a") -> None:
         """Drop percent% of what `side` sends: cut the sender's outgoing path first."""
@@ -166,11 +176,7 @@ class Topology:
     def clear(self, link: Link, side: str = "a") -> None:
         """Remove netem from `side` of the link."""
         host, dev = link.end(side)
-        subprocess.run(
-            ["ip", "-n", host.netns, "qdisc", "del", "dev", dev, "root"],
-            capture_output=True,
-            check=False,
-        )
+        host.run("tc", "qdisc", "del", "dev", dev, "root")  # fails harmlessly if none
 
     # --- life cycle -------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import pytest
 
 from sigmw.io.endpoint import SctpEndpoint
 from sigmw.sctp.constants import IPPROTO_SCTP, ErrorCause
-from sigmw.sctp.notifications import RemoteError, parse_causes
+from sigmw.sctp.notifications import RemoteError
 
 from .support import error_chunk, init_tags, sctp_packet, wait_for
 
@@ -35,9 +35,7 @@ async def test_remote_error_from_an_error_chunk() -> None:
     note = await wait_for(client, RemoteError)
     assert note.assoc_id == assoc.assoc_id
     assert note.error == ErrorCause.INVALID_STREAM
-    assert [(c.code, c.info) for c in parse_causes(note.data)] == [
-        (ErrorCause.INVALID_STREAM, stream_info)
-    ]
+    assert note.data[: len(stream_info)] == stream_info
     raw.close()
     server.close()
     client.close()

@@ -12,7 +12,16 @@ from sigmw.sctp.timing import (
     association_failure_ms,
     path_failure_detection_ms,
     path_switch_ms,
+    pf_effective,
 )
+
+
+def test_pf_threshold_without_room_below_path_max_retrans_has_no_effect() -> None:
+    # Linux enters PF only while pf < errors < path_max_retrans (measured on 6.1).
+    useless = dataclasses.replace(BENCH, pf_threshold=1)
+    assert not pf_effective(useless)
+    assert path_switch_ms(useless) == path_failure_detection_ms(useless)
+
 
 BENCH = Timers(
     rto_initial_ms=200,
@@ -36,6 +45,7 @@ def test_idle_path_detection_counts_heartbeat_periods() -> None:
 
 
 def test_pf_threshold_switches_traffic_sooner() -> None:
+    assert pf_effective(BENCH)
     assert path_switch_ms(BENCH) == 2 * 500
     no_pf = dataclasses.replace(BENCH, pf_threshold=None)
     assert path_switch_ms(no_pf) == path_failure_detection_ms(no_pf) == 2000

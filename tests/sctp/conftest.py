@@ -1,0 +1,27 @@
+"""The SCTP suite runs on a real kernel SCTP stack as root (`make test` boots a VM when
+this machine has none). It refuses to run elsewhere rather than skip."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from sigmw.io.kernel import kernel_has_sctp
+from sigmw.testbed.netns import TwoPaths, two_hosts_two_paths
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.geteuid() != 0 or not kernel_has_sctp():
+        raise pytest.UsageError(
+            "tests/sctp needs root and a kernel with SCTP; run 'make test' or "
+            "'make sctp', which boot a VM with one when this machine has none"
+        )
+
+
+@pytest.fixture
+def net() -> Iterator[TwoPaths]:
+    """Hosts a and b in their own namespaces, joined by two independent links."""
+    with two_hosts_two_paths() as topology:
+        yield topology
