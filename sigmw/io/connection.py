@@ -13,18 +13,12 @@ import os
 import socket
 
 from sigmw.io import sockapi
-from sigmw.io.transport import SctpTransport, send_cmsgs
+from sigmw.io.transport import ENDED, SctpTransport, send_cmsgs
 from sigmw.sctp import structs as s
 from sigmw.sctp.addresses import Address
-from sigmw.sctp.constants import AssocChangeState, SendFlag
+from sigmw.sctp.constants import SendFlag
 from sigmw.sctp.notifications import AssocChange, Notification
 from sigmw.sctp.options import SctpTuning
-
-_ENDED = (
-    AssocChangeState.COMM_LOST,
-    AssocChangeState.SHUTDOWN_COMP,
-    AssocChangeState.CANT_STR_ASSOC,
-)
 
 
 class SctpConnection(SctpTransport):
@@ -33,7 +27,7 @@ class SctpConnection(SctpTransport):
     def on_notification(self, note: Notification) -> None:
         # A peeled-off socket never reads EOF once its association ends (recvmsg just
         # says EAGAIN), so the end notification is the hang-up; queued items still drain.
-        if isinstance(note, AssocChange) and note.state in _ENDED:
+        if isinstance(note, AssocChange) and note.state in ENDED:
             self._hang_up()
 
     @classmethod

@@ -8,6 +8,7 @@ graceful EOF and ABORT per association, peeloff, tuning and read-outs.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 from dataclasses import dataclass
 
@@ -39,8 +40,21 @@ class AssociationFailedError(SigmwError):
     def __init__(self, remote: list[Address], note: AssocChange) -> None:
         self.note = note
         self.causes: tuple[Cause, ...] = note.causes
-        why = ", ".join(f"{c.name}" for c in note.causes) or f"error {note.error}"
-        super().__init__(f"association to {remote} failed: {note.state.name} ({why})")
+        if note.causes:
+            why = ", ".join(_describe(c) for c in note.causes)
+        elif note.error:
+            why = f"cause {note.error}"
+        else:
+            why = "no answer from the peer (INIT or heartbeats timed out)"
+        super().__init__(f"association to {remote} failed: {note.state.name}: {why}")
+
+
+def _describe(cause: Cause) -> str:
+    """A cause for a log line: its name, and a user-abort reason if it is text."""
+    text = cause.info.decode("ascii", errors="replace")
+    if text and text.isprintable():
+        return f"{cause.name} {text!r}"
+    return cause.name
 
 
 class SctpEndpoint(SctpTransport):
@@ -92,9 +106,15 @@ class SctpEndpoint(SctpTransport):
 
     async def connect(self, remote: list[Address], timeout: float | None = None) -> Association:
         """Associate with a (multihomed) peer; returns at COMM_UP with the stream counts."""
-        assoc_id = sockapi.connectx(self.sock, remote)
+        try:
+            assoc_id = sockapi.connectx(self.sock, remote)
+        except OSError as exc:
+            existing = self._association_with(remote) if exc.errno == errno.EISCONN else None
+            if existing is None:
+                raise
+            return existing  # already associated with this peer
         known = self.associations.get(assoc_id)
-        if known is not None:  # already up (connectx to an existing peer)
+        if known is not None:
             return known
         waiter: asyncio.Future[AssocChange] = self._loop.create_future()
         self._connecting[assoc_id] = waiter
@@ -105,6 +125,13 @@ class SctpEndpoint(SctpTransport):
         if note.state not in (AssocChangeState.COMM_UP, AssocChangeState.RESTART):
             raise AssociationFailedError(remote, note)
         return self.associations[assoc_id]
+
+    def _association_with(self, remote: list[Address]) -> Association | None:
+        wanted = set(remote)
+        for assoc in self.associations.values():
+            if wanted & set(self.peer_addresses(assoc.assoc_id)):
+                return assoc
+        return None
 
     async def send(
         self,

@@ -217,6 +217,13 @@ def _apply_socket_wide(sock: socket.socket, t: SctpTuning, assoc_id: int) -> Non
         _set(sock, "SCTP_MAXSEG", c.SCTP_MAXSEG, s.pack_assoc_value(assoc_id, t.maxseg))
     if t.disable_fragments is not None:
         _set(sock, "SCTP_DISABLE_FRAGMENTS", c.SCTP_DISABLE_FRAGMENTS, int(t.disable_fragments))
+    if t.partial_delivery_point is not None:
+        _set(
+            sock,
+            "SCTP_PARTIAL_DELIVERY_POINT",
+            c.SCTP_PARTIAL_DELIVERY_POINT,
+            t.partial_delivery_point,
+        )
     if t.default_send is not None:
         d = t.default_send
         _set(

@@ -21,14 +21,25 @@ from sigmw.io import sockapi
 from sigmw.sctp import constants as c
 from sigmw.sctp import structs as s
 from sigmw.sctp.addresses import Address
-from sigmw.sctp.constants import SendFlag
-from sigmw.sctp.notifications import Notification, NotificationError, parse_notification
+from sigmw.sctp.constants import AssocChangeState, SendFlag
+from sigmw.sctp.notifications import (
+    AssocChange,
+    Notification,
+    NotificationError,
+    PartialDeliveryEvent,
+    parse_notification,
+)
 from sigmw.sctp.options import SctpTuning
 
 RECV_CHUNK = 65536
 ANC_SIZE = socket.CMSG_SPACE(s.RCVINFO.size) + socket.CMSG_SPACE(64)
 MAX_MESSAGE = 4 * 1024 * 1024
 READS_PER_WAKEUP = 64
+ENDED = (
+    AssocChangeState.COMM_LOST,
+    AssocChangeState.SHUTDOWN_COMP,
+    AssocChangeState.CANT_STR_ASSOC,
+)
 RETRY_DELAY = 0.005  # writable but still EAGAIN (per-association buffers): back off briefly
 # Errors meaning "this association no longer exists" (EINVAL is not one: it is a bad argument).
 _GONE = (errno.EPIPE, errno.ENOENT, errno.ECONNRESET, errno.ESHUTDOWN)
@@ -176,6 +187,10 @@ class SctpTransport:
             self.stats.bad_notifications += 1
             return
         self.stats.notifications_in += 1
+        if isinstance(note, PartialDeliveryEvent) or (
+            isinstance(note, AssocChange) and note.state in ENDED
+        ):
+            self._partial.pop((False, note.assoc_id), None)  # the rest will never come
         self.on_notification(note)
         self._rx.append(note)
 

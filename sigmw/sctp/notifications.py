@@ -18,7 +18,7 @@ HEADER = struct.Struct("@HHI")  # type, flags, length
 _ASSOC_CHANGE = struct.Struct("@HHIHHHHi")
 _PADDR_CHANGE = struct.Struct(f"=HHI{SOCKADDR_STORAGE_SIZE}siii")  # packed, aligned(4)
 _REMOTE_ERROR = struct.Struct("@HHIHi")  # ... sre_error is big-endian, fixed below
-_SEND_FAILED_EVENT = struct.Struct("@HHIIHHIIi")  # error, sctp_sndinfo, assoc id
+_SEND_FAILED_EVENT = struct.Struct("@HHIIHHIIii")  # error, sctp_sndinfo (16 bytes), assoc id
 _SEND_FAILED_OLD = struct.Struct("@HHIIHHHIIIIIii")  # error, sctp_sndrcvinfo, assoc id
 _SHUTDOWN = struct.Struct("@HHIi")
 _PDAPI = struct.Struct("@HHIIiII")
@@ -137,9 +137,9 @@ class PartialDeliveryEvent:
     indication: int
     """SCTP_PARTIAL_DELIVERY_ABORTED (0)."""
     stream: int
-    """Stream of the aborted message."""
+    """Stream of the aborted message (Linux: 0 unless I-DATA interleaving is on)."""
     sequence: int
-    """Its stream sequence number."""
+    """Its stream sequence number (same caveat)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,8 +275,8 @@ def _peer_addr_change(raw: bytes) -> PeerAddrChange:
 
 def _send_failed_event(raw: bytes) -> SendFailed:
     _need(raw, _SEND_FAILED_EVENT, "SEND_FAILED_EVENT")
-    _, flags, length, error, sid, sflags, ppid, context, assoc_id = _SEND_FAILED_EVENT.unpack_from(
-        raw
+    _, flags, length, error, sid, sflags, ppid, context, _, assoc_id = (
+        _SEND_FAILED_EVENT.unpack_from(raw)
     )
     data = raw[_SEND_FAILED_EVENT.size : max(length, _SEND_FAILED_EVENT.size)]
     sent = bool(flags & SCTP_DATA_SENT)

@@ -84,9 +84,11 @@ def test_peer_addr_change_potentially_failed() -> None:
 
 
 def test_send_failed_event_hands_back_the_message() -> None:
+    # struct sctp_send_failed_event: 12-byte head, a whole sctp_sndinfo, then the assoc id.
     head = struct.pack(
-        "@HHIIHHIIi", T.SEND_FAILED_EVENT, 0, 32 + 5, 0, 3, 0, socket.htonl(46), 77, 9
+        "@HHIIHHIIii", T.SEND_FAILED_EVENT, 0, 32 + 5, 0, 3, 0, socket.htonl(46), 77, 0, 9
     )
+    assert len(head) == 32
     note = parse_notification(head + b"hello")
     assert note == SendFailed(9, False, 0, 3, 46, 0, 77, b"hello")
 
