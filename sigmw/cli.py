@@ -19,9 +19,9 @@ def _check_sctp(_: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sigmw import demo
+    from sigmw.demo import main as demo_main
 
-    return demo.main(inside=args.inside, duration=args.duration)
+    return demo_main(inside=bool(args.inside), duration=float(args.duration))
 
 
 def build_parser() -> argparse.ArgumentParser:
