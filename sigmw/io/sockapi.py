@@ -217,6 +217,13 @@ def _apply_socket_wide(sock: socket.socket, t: SctpTuning, assoc_id: int) -> Non
         _set(sock, "SCTP_MAXSEG", c.SCTP_MAXSEG, s.pack_assoc_value(assoc_id, t.maxseg))
     if t.disable_fragments is not None:
         _set(sock, "SCTP_DISABLE_FRAGMENTS", c.SCTP_DISABLE_FRAGMENTS, int(t.disable_fragments))
+    if t.adaptation_layer is not None:
+        _set(
+            sock,
+            "SCTP_ADAPTATION_LAYER",
+            c.SCTP_ADAPTATION_LAYER,
+            struct.pack("@I", t.adaptation_layer),
+        )
     if t.partial_delivery_point is not None:
         _set(
             sock,
@@ -315,6 +322,15 @@ def read_paths(sock: socket.socket, assoc_id: int) -> list[s.PathInfo]:
 def read_assoc_stats(sock: socket.socket, assoc_id: int) -> s.AssocStats:
     q = s.pack_assoc_stats_query(assoc_id)
     return s.unpack_assoc_stats(_query(sock, "SCTP_GET_ASSOC_STATS", c.SCTP_GET_ASSOC_STATS, q))
+
+
+def read_maxseg(sock: socket.socket, assoc_id: int = 0) -> int:
+    raw = _query(sock, "SCTP_MAXSEG", c.SCTP_MAXSEG, s.pack_assoc_value(assoc_id, 0))
+    return int(struct.unpack_from("@iI", raw)[1])
+
+
+def read_disable_fragments(sock: socket.socket) -> bool:
+    return bool(sock.getsockopt(c.SOL_SCTP, c.SCTP_DISABLE_FRAGMENTS))
 
 
 def read_nodelay(sock: socket.socket) -> bool:

@@ -63,6 +63,8 @@ class SctpTuning:
     maxseg: int | None = None
     """Largest DATA chunk payload before fragmentation (0: path MTU)."""
     disable_fragments: bool | None = None
+    adaptation_layer: int | None = None
+    """32-bit adaptation indication sent to peers at set-up (RFC 5061)."""
     partial_delivery_point: int | None = None
     """Bytes of a message held before the kernel starts handing it up in pieces."""
     init: InitParams | None = field(default_factory=InitParams)

@@ -52,6 +52,7 @@ class Run:
     primary_state_during_failure: int | None = None
     t_fail: float = 0.0
     t_repair: float = 0.0
+    retransmitted: int = 0
 
     def first(self, state: PeerAddrState, after: float) -> float | None:
         return next((t for t, s in self.events if s is state and t >= after), None)
@@ -114,6 +115,7 @@ async def _failover(net: TwoPaths, fault: Callable[[], None], repair: Callable[[
                 await asyncio.sleep(0.05)
         primary_after = next(p for p in client.paths(assoc_id) if p.address == primary)
         assert primary_after.state == PathState.ACTIVE
+        run.retransmitted = client.stats_of(assoc_id).counters["retransmitted_chunks"]
     finally:
         for task in tasks:
             task.cancel()
@@ -139,6 +141,7 @@ def _check(run: Run) -> None:
     gaps = [b - a for a, b in zip(run.arrivals, run.arrivals[1:], strict=False)]
     assert max(gaps) <= path_switch_ms(TIMERS) / 1000, max(gaps)
     assert run.primary_state_during_failure == PathState.INACTIVE
+    assert run.retransmitted > 0  # what was lost on the cut path went again on the other
 
 
 async def test_primary_link_down_fails_over_with_zero_loss(net: TwoPaths) -> None:

@@ -259,3 +259,13 @@ async def test_comm_up_notification_precedes_first_message() -> None:
     )
     server.close()
     client.close()
+
+
+def test_check_sctp_says_available_on_a_real_kernel() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "sigmw", "check-sctp"], capture_output=True, text=True, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "kernel SCTP: available")

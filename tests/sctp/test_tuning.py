@@ -11,9 +11,10 @@ from sigmw.io import sockapi
 from sigmw.io.connection import SctpConnection, SctpListener
 from sigmw.io.endpoint import SctpEndpoint
 from sigmw.sctp import structs as s
+from sigmw.sctp.notifications import AdaptationIndication, AssocChange
 from sigmw.sctp.options import DefaultSend, InitParams, SctpTuning
 
-from .support import next_message
+from .support import next_message, wait_for
 
 pytestmark = pytest.mark.sctp
 LO = "127.0.0.1"
@@ -118,3 +119,24 @@ async def test_timers_are_rounded_to_the_kernel_tick() -> None:
 async def test_rto_max_below_min_is_refused_with_the_option_named() -> None:
     with pytest.raises(SctpSocketOptionError, match="SCTP_RTOINFO"):
         await SctpEndpoint.open([(LO, 0)], SctpTuning(rto_max_ms=500))  # min stays 1000
+
+
+async def test_heartbeat_disable_maxseg_fragments_adaptation() -> None:
+    tuning = SctpTuning(
+        hb_enabled=False, maxseg=1000, disable_fragments=True, adaptation_layer=0x51A4
+    )
+    server = await SctpEndpoint.open([(LO, 0)], tuning)
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    assoc = await client.connect([(LO, server.port)], timeout=10)
+    note = await wait_for(client, AdaptationIndication)  # the server's, seen by the client
+    assert (note.assoc_id, note.indication) == (assoc.assoc_id, 0x51A4)
+    up = await wait_for(server, AssocChange)
+    assert sockapi.read_paddrparams(server.sock, up.assoc_id).hb_enabled is False
+    assert sockapi.read_maxseg(server.sock, up.assoc_id) == 1000
+    assert sockapi.read_disable_fragments(server.sock) is True
+    with pytest.raises(OSError, match="Message too long"):  # no fragmentation allowed
+        await server.send(b"x" * 5000, up.assoc_id)
+    await server.send(b"x" * 900, up.assoc_id)
+    assert len((await next_message(client)).data) == 900
+    server.close()
+    client.close()
