@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sigmw.sctp.addresses import Address
+from sigmw.sctp.timing import Timers
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,3 +74,18 @@ class SctpTuning:
     """Our preferred destination address of the peer (SCTP_PRIMARY_ADDR)."""
     peer_primary: Address | None = None
     """Ask the peer to send to this local address of ours (needs ASCONF on both sides)."""
+
+
+def tuning_for(timers: Timers, sack_delay_ms: int | None = 20) -> SctpTuning:
+    """The tuning that gives an association these timers (sack delay below RTO.min)."""
+    return SctpTuning(
+        rto_initial_ms=timers.rto_initial_ms,
+        rto_min_ms=timers.rto_min_ms,
+        rto_max_ms=timers.rto_max_ms,
+        hb_interval_ms=timers.hb_interval_ms,
+        hb_enabled=timers.hb_enabled,
+        path_max_retrans=timers.path_max_retrans,
+        assoc_max_retrans=timers.assoc_max_retrans,
+        pf_threshold=timers.pf_threshold,
+        sack_delay_ms=sack_delay_ms,
+    )

@@ -13,32 +13,14 @@ from sigmw.io.endpoint import SctpEndpoint
 from sigmw.io.transport import Message
 from sigmw.sctp.constants import PathState, PeerAddrState
 from sigmw.sctp.notifications import PeerAddrChange
-from sigmw.sctp.options import SctpTuning
-from sigmw.sctp.timing import Timers, path_failure_detection_ms, path_switch_ms
+from sigmw.sctp.options import tuning_for
+from sigmw.sctp.timing import FAST_FAILOVER, path_failure_detection_ms, path_switch_ms
 from sigmw.testbed.netns import TwoPaths
 
 pytestmark = pytest.mark.sctp
 
-TIMERS = Timers(
-    rto_initial_ms=200,
-    rto_min_ms=100,
-    rto_max_ms=500,
-    hb_interval_ms=200,
-    hb_enabled=True,
-    path_max_retrans=2,
-    assoc_max_retrans=6,
-    pf_threshold=0,
-)
-TUNING = SctpTuning(
-    rto_initial_ms=TIMERS.rto_initial_ms,
-    rto_min_ms=TIMERS.rto_min_ms,
-    rto_max_ms=TIMERS.rto_max_ms,
-    hb_interval_ms=TIMERS.hb_interval_ms,
-    path_max_retrans=TIMERS.path_max_retrans,
-    assoc_max_retrans=TIMERS.assoc_max_retrans,
-    pf_threshold=TIMERS.pf_threshold,
-    sack_delay_ms=20,
-)
+TIMERS = FAST_FAILOVER
+TUNING = tuning_for(TIMERS)
 
 
 @dataclass

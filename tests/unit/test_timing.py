@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from sigmw.sctp.timing import (
+    FAST_FAILOVER,
     LINUX_DEFAULTS,
     Timers,
     association_failure_ms,
@@ -23,16 +24,7 @@ def test_pf_threshold_without_room_below_path_max_retrans_has_no_effect() -> Non
     assert path_switch_ms(useless) == path_failure_detection_ms(useless)
 
 
-BENCH = Timers(
-    rto_initial_ms=200,
-    rto_min_ms=100,
-    rto_max_ms=500,
-    hb_interval_ms=200,
-    hb_enabled=True,
-    path_max_retrans=2,
-    assoc_max_retrans=6,
-    pf_threshold=0,
-)
+BENCH = FAST_FAILOVER  # the demo and bench preset
 
 
 def test_busy_path_detection_counts_rto_max_per_error() -> None:
