@@ -18,6 +18,14 @@ def _check_sctp(_: argparse.Namespace) -> int:
     return 0
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    from sigmw.config.loader import load_config
+    from sigmw.config.report import render
+
+    print(render(load_config(args.config), args.config))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from sigmw.demo import main as demo_main
 
@@ -30,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check-sctp", help="say whether this kernel offers SCTP sockets")
     check.set_defaults(func=_check_sctp)
+    check_config = sub.add_parser(
+        "check-config",
+        help="validate peers.yaml; print the effective configuration, what each peer's "
+        "timers imply, and warnings",
+    )
+    check_config.add_argument("-c", "--config", default="peers.yaml")
+    check_config.set_defaults(func=_check_config)
     demo = sub.add_parser(
         "demo",
         help="watch a multihomed SCTP association survive a path failure "
