@@ -26,6 +26,14 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from sigmw.io.daemon import run
+    from sigmw.io.kernel import check_sctp
+
+    check_sctp()
+    return run(args.config)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from sigmw.demo import main as demo_main
 
@@ -45,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check_config.add_argument("-c", "--config", default="peers.yaml")
     check_config.set_defaults(func=_check_config)
+    run = sub.add_parser("run", help="run the relay daemon (SIGHUP reloads, SIGTERM stops)")
+    run.add_argument("-c", "--config", default="peers.yaml")
+    run.set_defaults(func=_run)
     demo = sub.add_parser(
         "demo",
         help="watch a multihomed SCTP association survive a path failure "

@@ -66,7 +66,7 @@ class SctpEndpoint(SctpTransport):
         self._connecting: dict[int, asyncio.Future[AssocChange]] = {}
 
     @classmethod
-    async def open(
+    def open_now(
         cls,
         local: list[Address],
         tuning: SctpTuning | None = None,
@@ -74,7 +74,10 @@ class SctpEndpoint(SctpTransport):
         backlog: int = 128,
         max_queued: int = 1024,
     ) -> SctpEndpoint:
-        """Bind to every local address (same port; port 0 picks one) and optionally listen."""
+        """Bind to every local address (same port; port 0 picks one) and optionally listen.
+
+        Synchronous (sockets are set up at once); call it from inside a running loop.
+        """
         sock = sockapi.new_socket(sockapi.socket_family(local), one_to_many=True)
         try:
             sockapi.bindx(sock, local)
@@ -86,6 +89,18 @@ class SctpEndpoint(SctpTransport):
             sock.close()
             raise
         return cls(sock, max_queued)
+
+    @classmethod
+    async def open(
+        cls,
+        local: list[Address],
+        tuning: SctpTuning | None = None,
+        listen: bool = True,
+        backlog: int = 128,
+        max_queued: int = 1024,
+    ) -> SctpEndpoint:
+        """open_now() as a coroutine, for symmetry with connect()."""
+        return cls.open_now(local, tuning, listen, backlog, max_queued)
 
     @property
     def port(self) -> int:
@@ -103,6 +118,13 @@ class SctpEndpoint(SctpTransport):
         waiter = self._connecting.pop(note.assoc_id, None)
         if waiter is not None and not waiter.done():
             waiter.set_result(note)
+
+    def start_connect(self, remote: list[Address]) -> int:
+        """Begin associating without waiting; COMM_UP or CANT_STR_ASSOC arrives via recv()."""
+        return sockapi.connectx(self.sock, remote)
+
+    def read_rto(self, assoc_id: int) -> s.RtoInfo:
+        return sockapi.read_rtoinfo(self.sock, assoc_id)
 
     async def connect(self, remote: list[Address], timeout: float | None = None) -> Association:
         """Associate with a (multihomed) peer; returns at COMM_UP with the stream counts."""

@@ -182,7 +182,7 @@ class PeerManager:
                         "peer": rt.config.name,
                         "from": before.value,
                         "to": next_state.value,
-                        "event": event.value,
+                        "trigger": event.value,
                     },
                 )
             )

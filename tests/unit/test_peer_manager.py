@@ -215,3 +215,21 @@ def test_reload_touches_only_added_removed_and_changed_peers() -> None:
     assert set(pm.peers) == {"far", "extra"}
     unchanged = actions(pm.reload(new, now=2))
     assert unchanged == []  # nothing differs: nothing is touched
+
+
+# --- PPID routing ----------------------------------------------------------------------
+
+
+def test_ppid_router_failover_order_and_stream_mapping() -> None:
+    from sigmw.routing.ppid import Forward, PpidRouter, map_stream
+
+    router = PpidRouter({9999: ("b", "c")})
+    up = {"b": None, "c": 4}
+    assert router.route(9999, 6, up.get) == Forward("c", 2)  # b down: c; stream 6 -> 2 of 4
+    up["b"] = 16
+    assert router.route(9999, 6, up.get) == Forward("b", 6)
+    assert router.route(46, 0, up.get) is None
+    assert router.unrouted == {46: 1}
+    assert router.route(9999, 0, {"b": None, "c": None}.get) is None
+    assert router.no_live_peer == {9999: 1}
+    assert {map_stream(s, 5) for s in range(100)} == set(range(5))  # never >= outbound

@@ -1,0 +1,332 @@
+"""`sigmw run`: the asyncio daemon. It performs the peer manager's decisions on
+real sockets and feeds the kernel's notifications back; it routes raw messages
+by PPID. One event loop; one SCTP endpoint per listener and per connect peer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import signal
+import sys
+import time
+
+from sigmw.config.loader import ConfigError, load_config
+from sigmw.config.model import Config, Peer, Role, SctpParams
+from sigmw.io.endpoint import SctpEndpoint
+from sigmw.io.transport import Message, Received
+from sigmw.peers import actions as act
+from sigmw.peers.lifecycle import State
+from sigmw.peers.manager import PeerManager
+from sigmw.routing.ppid import PpidRouter
+from sigmw.sctp.constants import AssocChangeState, PathState
+from sigmw.sctp.notifications import AssocChange, PeerAddrChange
+from sigmw.sctp.options import InitParams, SctpTuning
+
+log = logging.getLogger("sigmw")
+DRAIN_S = 5.0  # SIGTERM: how long associations get to shut down gracefully
+READOUT_S = 1.0  # path read-out period (state, srtt) for failover decisions
+UNROUTED_LOG_EVERY_S = 10.0
+
+
+def emit(event: str, /, **fields: object) -> None:
+    """One structured log line (JSON) per state change."""
+    log.info(json.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str))
+
+
+def tuning_of(s: SctpParams, endpoint: bool) -> SctpTuning:
+    """The SCTP settings of a peer or listener; INIT applies only to the endpoint."""
+    init = (
+        InitParams(s.streams.outbound, s.streams.inbound, s.init.max_attempts, s.init.max_timeout)
+        if endpoint
+        else None
+    )
+    return SctpTuning(
+        rto_initial_ms=s.rto.initial,
+        rto_min_ms=s.rto.min,
+        rto_max_ms=s.rto.max,
+        assoc_max_retrans=s.assoc_max_retrans,
+        path_max_retrans=s.path_max_retrans,
+        pf_threshold=s.potentially_failed_threshold,
+        hb_interval_ms=s.heartbeat.interval,
+        hb_enabled=s.heartbeat.enabled,
+        sack_delay_ms=s.sack_delay,
+        nodelay=s.nodelay,
+        init=init,
+    )
+
+
+class Daemon:
+    def __init__(self, config_path: str, config: Config) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.loop = asyncio.get_running_loop()
+        self.manager = PeerManager(config, random.random)
+        self.router = PpidRouter.from_config(config.ppid_routes)
+        self.listeners: dict[str, SctpEndpoint] = {}
+        self.dialers: dict[str, SctpEndpoint] = {}  # one endpoint per connect-role peer
+        self.where: dict[str, tuple[SctpEndpoint, int]] = {}  # peer -> (endpoint, assoc)
+        self.accepted: dict[tuple[str, int], str] = {}  # (listener, assoc) -> peer
+        self.tasks: list[asyncio.Task[None]] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.stop_requested = asyncio.Event()
+        self._unrouted_logged: dict[int, float] = {}
+
+    # --- life cycle -----------------------------------------------------------------
+
+    async def run(self) -> int:
+        for lst in self.config.listen:
+            addrs = [(a, lst.port) for a in lst.addresses]
+            ep = await SctpEndpoint.open(addrs, tuning_of(lst.sctp, endpoint=True))
+            self.listeners[lst.name] = ep
+            self._spawn(self._read(ep, listener=lst.name))
+            emit("listening", listener=lst.name, addresses=list(lst.addresses), port=lst.port)
+        self.loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
+        self.loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self._spawn(self._readouts())
+        self.perform(self.manager.start(self.loop.time()))
+        emit("started", config=self.config_path, peers=[p.name for p in self.config.peers])
+        await self.stop_requested.wait()
+        return await self._shutdown()
+
+    async def _shutdown(self) -> int:
+        emit("stopping", drain_s=DRAIN_S)
+        self.perform(self.manager.stop(self.loop.time()))
+        deadline = self.loop.time() + DRAIN_S
+        while self.loop.time() < deadline and any(
+            rt.state is State.STOPPING for rt in self.manager.peers.values()
+        ):
+            await asyncio.sleep(0.05)
+        for task in self.tasks:
+            task.cancel()
+        for ep in (*self.listeners.values(), *self.dialers.values()):
+            ep.close()
+        emit("stopped")
+        return 0
+
+    def reload(self) -> None:
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            emit("reload_refused", errors=[str(p) for p in exc.problems])
+            return
+        if new.listen != self.config.listen:
+            emit("reload_listeners_unchanged", note="listener changes need a restart")
+            new = Config(
+                new.node, self.config.listen, new.peers, new.ppid_routes, new.metrics, new.admin
+            )
+        outputs = self.manager.reload(new, self.loop.time())
+        for name in list(self.dialers):
+            if self.manager.peers.get(name) is None or self.manager.peers[
+                name
+            ].config != self._peer(self.config, name):
+                self._retire(name)
+        self.config = new
+        self.router = PpidRouter.from_config(new.ppid_routes)
+        self.perform(outputs)
+
+    def _retire(self, name: str) -> None:
+        """A removed or changed peer's old endpoint: closed once its goodbye had time."""
+        ep = self.dialers.pop(name)
+        self.where.pop(name, None)
+        self.loop.call_later(DRAIN_S, ep.close)
+
+    @staticmethod
+    def _peer(config: Config, name: str) -> Peer | None:
+        return config.peer(name)
+
+    # --- performing decisions ----------------------------------------------------
+
+    def perform(self, outputs: list[act.Output]) -> None:
+        for out in outputs:
+            try:
+                self._perform_one(out)
+            except Exception as exc:  # one failed action must not stop the others
+                emit("action_failed", action=type(out).__name__, error=str(exc))
+        self._arm_timer()
+
+    def _perform_one(self, out: act.Output) -> None:
+        if isinstance(out, act.Log):
+            emit(out.event, **out.fields)
+        elif isinstance(out, act.Connect):
+            self._connect(out.peer)
+        elif isinstance(out, act.Tune):
+            self._tune(out.peer, out.assoc_id)
+        elif isinstance(out, act.SetPrimary):
+            ep = self._endpoint_of(out.peer)
+            if ep is not None:
+                ep.set_primary(out.assoc_id, out.address)
+        elif isinstance(out, act.Shutdown):
+            ep = self._endpoint_of(out.peer)
+            if ep is not None:
+                self._spawn(ep.shutdown(out.assoc_id))
+        elif isinstance(out, act.Refuse):
+            ep = self.listeners[out.listener]
+            self._spawn(ep.abort(out.assoc_id, b"sigmw: address not configured"))
+
+    def _endpoint_of(self, peer: str) -> SctpEndpoint | None:
+        found = self.where.get(peer)
+        return found[0] if found else self.dialers.get(peer)
+
+    def _connect(self, name: str) -> None:
+        peer = self.manager.peers[name].config
+        ep = self.dialers.get(name)
+        if ep is None:
+            ep = self._open_dialer(peer)
+        try:
+            ep.start_connect([(a, peer.port) for a in peer.addresses])
+        except OSError as exc:
+            emit("connect_failed", peer=name, error=str(exc))
+            failed = AssocChange(0, AssocChangeState.CANT_STR_ASSOC, 0, 0, 0, (), ())
+            self.loop.call_soon(
+                lambda: self.perform(self.manager.assoc_event(name, failed, self.loop.time()))
+            )
+
+    def _open_dialer(self, peer: Peer) -> SctpEndpoint:
+        wildcard = "::" if any(":" in a for a in peer.addresses) else "0.0.0.0"
+        local = [(a, 0) for a in peer.local_addresses] or [(wildcard, 0)]
+        ep = SctpEndpoint.open_now(local, tuning_of(peer.sctp, endpoint=True), listen=False)
+        self.dialers[peer.name] = ep
+        self._spawn(self._read(ep, dialer=peer.name))
+        return ep
+
+    def _tune(self, name: str, assoc_id: int) -> None:
+        ep = self._endpoint_of(name)
+        peer = self.manager.peers[name].config
+        if ep is None:
+            return
+        wanted = tuning_of(peer.sctp, endpoint=False)
+        ep.apply_tuning(wanted, assoc_id)
+        got = ep.read_rto(assoc_id)
+        for field, want, have in (
+            ("rto.initial", wanted.rto_initial_ms, got.initial),
+            ("rto.min", wanted.rto_min_ms, got.min),
+            ("rto.max", wanted.rto_max_ms, got.max),
+        ):
+            if want != have:
+                emit("tuning_clamped", peer=name, field=field, wanted_ms=want, kernel_ms=have)
+
+    def _arm_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        deadline = self.manager.next_deadline()
+        if deadline is not None:
+            self.timer = self.loop.call_at(
+                deadline, lambda: self.perform(self.manager.handle_timer(self.loop.time()))
+            )
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
+        self.tasks.append(task)
+
+    # --- inputs --------------------------------------------------------------------
+
+    async def _read(self, ep: SctpEndpoint, listener: str = "", dialer: str = "") -> None:
+        while True:
+            try:
+                item = await ep.recv()
+            except ConnectionError:
+                return
+            if dialer and self.dialers.get(dialer) is not ep:
+                continue  # a retired endpoint: its peer was reloaded
+            try:
+                await self._take(ep, item, listener, dialer)
+            except Exception as exc:  # bad input is counted and logged, never fatal
+                emit("input_error", error=repr(exc))
+
+    async def _take(self, ep: SctpEndpoint, item: Received, listener: str, dialer: str) -> None:
+        now = self.loop.time()
+        if isinstance(item, AssocChange):
+            self.perform(self._assoc_change(ep, item, listener, dialer, now))
+        elif isinstance(item, PeerAddrChange):
+            name = dialer or self.accepted.get((listener, item.assoc_id))
+            if name:
+                self.perform(self.manager.path_event(name, item, now))
+        elif isinstance(item, Message):
+            await self._route(item, listener or dialer)
+
+    def _assoc_change(
+        self, ep: SctpEndpoint, note: AssocChange, listener: str, dialer: str, now: float
+    ) -> list[act.Output]:
+        up = note.state in (AssocChangeState.COMM_UP, AssocChangeState.RESTART)
+        if dialer:
+            if up:
+                self.where[dialer] = (ep, note.assoc_id)
+            elif self.where.get(dialer, (None, -1))[1] == note.assoc_id:
+                self.where.pop(dialer, None)
+            return self.manager.assoc_event(dialer, note, now)
+        key = (listener, note.assoc_id)
+        if note.state is AssocChangeState.COMM_UP:
+            name, outputs = self.manager.incoming(
+                listener, note, ep.peer_addresses(note.assoc_id), now
+            )
+            if name is not None:
+                self.accepted[key] = name
+                self.where[name] = (ep, note.assoc_id)
+            return outputs
+        name = self.accepted.get(key)
+        if name is None:
+            return []
+        if not up:
+            self.accepted.pop(key, None)
+            self.where.pop(name, None)
+        return self.manager.assoc_event(name, note, now)
+
+    def _outbound_of(self, peer: str) -> int | None:
+        rt = self.manager.peers.get(peer)
+        found = self.where.get(peer)
+        if rt is None or rt.state is not State.UP or found is None:
+            return None
+        assoc = found[0].associations.get(found[1])
+        return assoc.outbound_streams if assoc else None
+
+    async def _route(self, msg: Message, source: str) -> None:
+        fwd = self.router.route(msg.ppid, msg.stream, self._outbound_of)
+        if fwd is None:
+            last = self._unrouted_logged.get(msg.ppid, -UNROUTED_LOG_EVERY_S)
+            if self.loop.time() - last >= UNROUTED_LOG_EVERY_S:
+                self._unrouted_logged[msg.ppid] = self.loop.time()
+                emit(
+                    "dropped",
+                    ppid=msg.ppid,
+                    source=source,
+                    reason=("no route" if msg.ppid not in self.router.routes else "no peer up"),
+                    unrouted=self.router.unrouted,
+                    no_live_peer=self.router.no_live_peer,
+                )
+            return
+        ep, assoc_id = self.where[fwd.peer]
+        await ep.send(msg.data, assoc_id, fwd.stream, msg.ppid)
+
+    async def _readouts(self) -> None:
+        while True:
+            await asyncio.sleep(READOUT_S)
+            for name, (ep, assoc_id) in list(self.where.items()):
+                rt = self.manager.peers.get(name)
+                if rt is None or rt.state is not State.UP or len(rt.config.addresses) < 2:
+                    continue
+                try:
+                    paths = ep.paths(assoc_id)
+                except Exception:  # the association went away meanwhile
+                    continue
+                readings = [
+                    (p.address, PathState(p.state), p.srtt_ms)
+                    for p in paths
+                    if p.address is not None and p.state in set(PathState)
+                ]
+                self.perform(self.manager.path_readout(name, readings, self.loop.time()))
+
+
+def run(config_path: str) -> int:
+    config = load_config(config_path)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
+
+    async def main() -> int:
+        return await Daemon(config_path, config).run()
+
+    return asyncio.run(main())
+
+
+__all__ = ["Daemon", "Role", "run", "tuning_of"]
