@@ -43,7 +43,7 @@ class Streams:
 @dataclass(frozen=True, slots=True)
 class Rto:
     initial: int = 300
-    min: int = 250
+    min: int = 240
     """Above the peer's delayed-SACK time (200 ms on most stacks), or SACKs come too late."""
     max: int = 500
 

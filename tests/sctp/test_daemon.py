@@ -52,9 +52,9 @@ routes:
 class Sigmw:
     """The daemon as a child process, its JSON log lines collected as they come."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, prefix: tuple[str, ...] = ()) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sigmw", "run", "-c", str(config)],
+            [*prefix, sys.executable, "-m", "sigmw", "run", "-c", str(config)],
             stderr=subprocess.PIPE,
             text=True,
             cwd=os.getcwd(),
