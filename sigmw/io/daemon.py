@@ -15,6 +15,7 @@ import time
 from sigmw.config.loader import ConfigError, load_config
 from sigmw.config.model import Config, Peer, Role, SctpParams
 from sigmw.io.endpoint import SctpEndpoint
+from sigmw.io.kernel import kernel_advice, read_proc_sys
 from sigmw.io.transport import Message, Received
 from sigmw.peers import actions as act
 from sigmw.peers.lifecycle import State
@@ -86,6 +87,8 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         self._spawn(self._readouts())
+        for advice in kernel_advice(read_proc_sys):
+            emit("kernel_advice", advice=advice)
         self.perform(self.manager.start(self.loop.time()))
         emit("started", config=self.config_path, peers=[p.name for p in self.config.peers])
         await self.stop_requested.wait()

@@ -145,6 +145,8 @@ async def test_unlisted_address_is_refused(relay: tuple[Sigmw, SctpEndpoint, Pat
         (ErrorCause.USER_INITIATED_ABORT, b"sigmw: address not configured")
     ]
     refused = await daemon.wait_log(lambda e: e.get("event") == "refused")
+    advice = await daemon.wait_log(lambda e: e.get("event") == "kernel_advice")
+    assert "net.sctp.sndbuf_policy=1" in str(advice["advice"])  # the VM kernel's default is 0
     assert refused["remote"] == [STRANGER]
     stranger.close()
 

@@ -42,3 +42,14 @@ def test_cli_reports_the_kernel_state_without_a_traceback() -> None:
 def test_bind_error_names_address_and_reason() -> None:
     err = SctpBindError(("10.0.0.9", 3868), errno.EADDRNOTAVAIL)
     assert str(err) == "cannot bind SCTP to 10.0.0.9 port 3868: Cannot assign requested address"
+
+
+def test_kernel_advice_names_the_sysctl_and_why() -> None:
+    from sigmw.io.kernel import kernel_advice
+
+    values = {"net/sctp/sndbuf_policy": "0\n", "net/sctp/rcvbuf_policy": "1\n"}
+    advice = kernel_advice(values.get)
+    assert len(advice) == 1
+    assert advice[0].startswith("sysctl net.sctp.sndbuf_policy=1 is advised")
+    assert advice[0].endswith("it is 0")
+    assert kernel_advice({}.get) == []  # no SCTP sysctls (no module): nothing to say
