@@ -13,8 +13,10 @@ import sys
 import time
 
 from sigmw.config.loader import ConfigError, load_config
-from sigmw.config.model import Config, Peer, Role, SctpParams
+from sigmw.config.model import Config, Peer, Protocol, Role, SctpParams, Transport
+from sigmw.core.errors import SigmwError
 from sigmw.io.endpoint import SctpEndpoint
+from sigmw.io.handlers import Outgoing, ProtocolHandler
 from sigmw.io.kernel import kernel_advice, read_proc_sys
 from sigmw.io.transport import Message, Received
 from sigmw.peers import actions as act
@@ -59,7 +61,12 @@ def tuning_of(s: SctpParams, endpoint: bool) -> SctpTuning:
 
 
 class Daemon:
-    def __init__(self, config_path: str, config: Config) -> None:
+    def __init__(
+        self,
+        config_path: str,
+        config: Config,
+        handlers: dict[Protocol, ProtocolHandler] | None = None,
+    ) -> None:
         self.config_path = config_path
         self.config = config
         self.loop = asyncio.get_running_loop()
@@ -73,19 +80,21 @@ class Daemon:
         self.timer: asyncio.TimerHandle | None = None
         self.stop_requested = asyncio.Event()
         self._unrouted_logged: dict[int, float] = {}
+        self.handlers = handlers or {}
 
     # --- life cycle -----------------------------------------------------------------
 
-    async def run(self) -> int:
+    async def run(self, install_signals: bool = True) -> int:
         for lst in self.config.listen:
             addrs = [(a, lst.port) for a in lst.addresses]
             ep = await SctpEndpoint.open(addrs, tuning_of(lst.sctp, endpoint=True))
             self.listeners[lst.name] = ep
             self._spawn(self._read(ep, listener=lst.name))
             emit("listening", listener=lst.name, addresses=list(lst.addresses), port=lst.port)
-        self.loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
-        self.loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
-        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+        if install_signals:
+            self.loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
+            self.loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
+            self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         self._spawn(self._readouts())
         for advice in kernel_advice(read_proc_sys):
             emit("kernel_advice", advice=advice)
@@ -96,6 +105,7 @@ class Daemon:
 
     async def _shutdown(self) -> int:
         emit("stopping", drain_s=DRAIN_S)
+        await self._goodbyes(DRAIN_S / 2)
         self.perform(self.manager.stop(self.loop.time()))
         deadline = self.loop.time() + DRAIN_S
         while self.loop.time() < deadline and any(
@@ -108,6 +118,32 @@ class Daemon:
             ep.close()
         emit("stopped")
         return 0
+
+    async def _goodbyes(self, wait_s: float) -> None:
+        """The protocols' own goodbyes (DPR, ASPDN) before the SCTP SHUTDOWN, bounded."""
+        waiting = []
+        for name, rt in self.manager.peers.items():
+            handler = self.handlers.get(rt.config.protocol)
+            if handler is not None and rt.state is State.UP and name in self.where:
+                await self._send_all(name, handler.goodbye(name))
+                waiting.append((name, handler))
+        deadline = self.loop.time() + wait_s
+        while waiting and self.loop.time() < deadline:
+            waiting = [(n, h) for n, h in waiting if not h.goodbye_done(n)]
+            await asyncio.sleep(0.02)
+        for name, _ in waiting:
+            emit("goodbye_unanswered", peer=name)
+
+    async def _send_all(self, peer: str, messages: list[Outgoing]) -> None:
+        found = self.where.get(peer)
+        if found is None:
+            return
+        for out in messages:
+            await found[0].send(out.data, found[1], out.stream, out.ppid)
+
+    def _handler_of(self, peer: str) -> ProtocolHandler | None:
+        rt = self.manager.peers.get(peer)
+        return self.handlers.get(rt.config.protocol) if rt is not None else None
 
     def reload(self) -> None:
         try:
@@ -200,6 +236,10 @@ class Daemon:
         peer = self.manager.peers[name].config
         if ep is None:
             return
+        handler = self._handler_of(name)
+        assoc = ep.associations.get(assoc_id)
+        if handler is not None and assoc is not None:  # greet once the association is tuned
+            self._spawn(self._send_all(name, handler.on_up(name, assoc.outbound_streams)))
         wanted = tuning_of(peer.sctp, endpoint=False)
         ep.apply_tuning(wanted, assoc_id)
         got = ep.read_rto(assoc_id)
@@ -248,7 +288,13 @@ class Daemon:
             if name:
                 self.perform(self.manager.path_event(name, item, now))
         elif isinstance(item, Message):
-            await self._route(item, listener or dialer)
+            peer = dialer or self.accepted.get((listener, item.assoc_id))
+            handler = self._handler_of(peer) if peer else None
+            replies = handler.on_message(peer, item) if handler and peer else None
+            if replies is None:
+                await self._route(item, listener or dialer)
+            elif peer:
+                await self._send_all(peer, replies)
 
     def _assoc_change(
         self, ep: SctpEndpoint, note: AssocChange, listener: str, dialer: str, now: float
@@ -259,6 +305,7 @@ class Daemon:
                 self.where[dialer] = (ep, note.assoc_id)
             elif self.where.get(dialer, (None, -1))[1] == note.assoc_id:
                 self.where.pop(dialer, None)
+                self._down(dialer)
             return self.manager.assoc_event(dialer, note, now)
         key = (listener, note.assoc_id)
         if note.state is AssocChangeState.COMM_UP:
@@ -275,7 +322,13 @@ class Daemon:
         if not up:
             self.accepted.pop(key, None)
             self.where.pop(name, None)
+            self._down(name)
         return self.manager.assoc_event(name, note, now)
+
+    def _down(self, peer: str) -> None:
+        handler = self._handler_of(peer)
+        if handler is not None:
+            handler.on_down(peer)
 
     def _outbound_of(self, peer: str) -> int | None:
         rt = self.manager.peers.get(peer)
@@ -324,6 +377,13 @@ class Daemon:
 
 def run(config_path: str) -> int:
     config = load_config(config_path)
+    tcp = [x.name for x in config.listen if x.transport is not Transport.SCTP]
+    tcp += [p.name for p in config.peers if p.transport is not Transport.SCTP]
+    if tcp:
+        raise SigmwError(
+            f"transport tcp ({', '.join(tcp)}) is not served yet: it arrives "
+            "with the Diameter relay; use sctp for now"
+        )
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
 
     async def main() -> int:

@@ -88,6 +88,8 @@ class TransportStats:
     oversize_dropped: int = 0
     bad_notifications: int = 0
     send_would_block: int = 0
+    partial_reads: int = 0
+    """Pieces of messages handed up before their end (partial delivery)."""
 
 
 class SctpTransport:
@@ -164,6 +166,7 @@ class SctpTransport:
         pieces = self._partial.setdefault(key, [])
         pieces.append(data)
         if not flags & c.MSG_EOR:
+            self.stats.partial_reads += 1
             if sum(map(len, pieces)) > MAX_MESSAGE:
                 del self._partial[key]
                 self._oversize.add(key)

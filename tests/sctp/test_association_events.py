@@ -112,7 +112,9 @@ async def test_aborted_partial_delivery_is_reported(net: TwoPaths) -> None:
     client.sock.setsockopt(socket.SOL_SOCKET, SO_SNDBUFFORCE, 4 * 1024 * 1024)
     net.topo.netem(net.path1, "a", "rate", "1mbit")  # 150 kB takes more than a second
     await client.send(b"m" * 150_000, assoc_id, stream=2)
-    await asyncio.sleep(0.6)  # the receiver has been handed the first pieces by now
+    async with asyncio.timeout(20):  # until the receiver is in partial delivery
+        while server.stats.partial_reads == 0:
+            await asyncio.sleep(0.01)
     net.topo.clear(net.path1, "a")  # drop the queued rest, so the ABORT arrives first
     await client.abort(assoc_id, b"gone mid-message")
     event = await wait_for(server, PartialDeliveryEvent, timeout=20)
