@@ -4,6 +4,8 @@ stability, association loss when both paths fail and reconnection when one retur
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from pathlib import Path
 
 import pytest
@@ -135,3 +137,37 @@ async def test_both_paths_fail_then_one_returns(net: TwoPaths, tmp_path: Path) -
         daemon.proc.kill()
         client.close()
         server.close()
+
+
+async def test_accepted_peer_restart_is_detected(net: TwoPaths, tmp_path: Path) -> None:
+    listen = (net.path1.b_addr, LISTEN_PORT)
+    config = tmp_path / "peers.yaml"
+    config.write_text(f"""\
+node: {{name: relay-b}}
+listen:
+  - {{name: in, protocol: raw, transport: sctp, addresses: [{listen[0]}], port: {listen[1]}}}
+peers:
+  - {{name: client, protocol: raw, transport: sctp, role: accept,
+     addresses: [{net.path1.a_addr}], port: 1}}
+""")
+    daemon = Sigmw(config, prefix=tuple(net.b.command()))
+    await daemon.wait_log(_log("started"))
+    with net.a.entered():
+        client = await SctpEndpoint.open([(net.path1.a_addr, 0)], listen=False)
+    port = client.port
+    await client.connect([listen], timeout=30)
+    await daemon.peer_up("client")
+    try:
+        net.topo.link_down(net.path1, "a")  # the crash: the client's ABORT never arrives
+        client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+        net.topo.link_up(net.path1, "a")
+        with net.a.entered():
+            client = await SctpEndpoint.open([(net.path1.a_addr, port)], listen=False)
+        await client.connect([listen], timeout=30)  # same address and port: a restart
+        restarted = await daemon.wait_log(_log("peer_restarted", peer="client"))
+        assert restarted["peer"] == "client"
+        assert not [e for e in daemon.seen if e.get("event") == "refused"]
+    finally:
+        daemon.proc.kill()
+        client.close()
