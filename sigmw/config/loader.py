@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -316,6 +315,3 @@ def _unique(r: Reader, section: str, names: list[str]) -> None:
         if name in seen:
             r.error_at(f"{section}[{name}]", f"the name '{name}' is used twice")
         seen.add(name)
-
-
-__all__ = ["ConfigError", "dataclasses", "load_config", "parse_config"]

@@ -13,7 +13,7 @@ import sys
 import time
 
 from sigmw.config.loader import ConfigError, load_config
-from sigmw.config.model import Config, Peer, Protocol, Role, SctpParams, Transport
+from sigmw.config.model import Config, Peer, Protocol, SctpParams, Transport
 from sigmw.core.errors import SigmwError
 from sigmw.io.endpoint import SctpEndpoint
 from sigmw.io.handlers import Outgoing, ProtocolHandler
@@ -157,24 +157,23 @@ class Daemon:
                 new.node, self.config.listen, new.peers, new.ppid_routes, new.metrics, new.admin
             )
         outputs = self.manager.reload(new, self.loop.time())
-        for name in list(self.dialers):
-            if self.manager.peers.get(name) is None or self.manager.peers[
-                name
-            ].config != self._peer(self.config, name):
+        # Goodbyes first, on the old endpoints, while they are still registered.
+        self.perform([o for o in outputs if isinstance(o, act.Shutdown)])
+        for name in list(self.where):
+            old, now_cfg = self.config.peer(name), new.peer(name)
+            if now_cfg is None or now_cfg != old:
                 self._retire(name)
         self.config = new
         self.router = PpidRouter.from_config(new.ppid_routes)
-        self.perform(outputs)
+        self.perform([o for o in outputs if not isinstance(o, act.Shutdown)])
 
     def _retire(self, name: str) -> None:
-        """A removed or changed peer's old endpoint: closed once its goodbye had time."""
-        ep = self.dialers.pop(name)
+        """A removed or changed peer: forget its association; close its own endpoint
+        once the goodbye had time (an accepted one lives on a listener: kept)."""
         self.where.pop(name, None)
-        self.loop.call_later(DRAIN_S, ep.close)
-
-    @staticmethod
-    def _peer(config: Config, name: str) -> Peer | None:
-        return config.peer(name)
+        ep = self.dialers.pop(name, None)
+        if ep is not None:
+            self.loop.call_later(DRAIN_S, ep.close)
 
     # --- performing decisions ----------------------------------------------------
 
@@ -390,6 +389,3 @@ def run(config_path: str) -> int:
         return await Daemon(config_path, config).run()
 
     return asyncio.run(main())
-
-
-__all__ = ["Daemon", "Role", "run", "tuning_of"]
