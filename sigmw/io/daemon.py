@@ -11,6 +11,8 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 from sigmw.config.loader import ConfigError, load_config
 from sigmw.config.model import Config, Peer, Protocol, SctpParams, Transport
@@ -76,10 +78,11 @@ class Daemon:
         self.dialers: dict[str, SctpEndpoint] = {}  # one endpoint per connect-role peer
         self.where: dict[str, tuple[SctpEndpoint, int]] = {}  # peer -> (endpoint, assoc)
         self.accepted: dict[tuple[str, int], str] = {}  # (listener, assoc) -> peer
-        self.tasks: list[asyncio.Task[None]] = []
+        self.tasks: set[asyncio.Task[None]] = set()
         self.timer: asyncio.TimerHandle | None = None
         self.stop_requested = asyncio.Event()
         self._unrouted_logged: dict[int, float] = {}
+        self.forward_failed = 0
         self.handlers = handlers or {}
 
     # --- life cycle -----------------------------------------------------------------
@@ -112,7 +115,7 @@ class Daemon:
             rt.state is State.STOPPING for rt in self.manager.peers.values()
         ):
             await asyncio.sleep(0.05)
-        for task in self.tasks:
+        for task in list(self.tasks):
             task.cancel()
         for ep in (*self.listeners.values(), *self.dialers.values()):
             ep.close()
@@ -138,8 +141,11 @@ class Daemon:
         found = self.where.get(peer)
         if found is None:
             return
-        for out in messages:
-            await found[0].send(out.data, found[1], out.stream, out.ppid)
+        try:
+            for out in messages:
+                await found[0].send(out.data, found[1], out.stream, out.ppid)
+        except (SigmwError, OSError) as exc:
+            emit("send_failed", peer=peer, error=str(exc))
 
     def _handler_of(self, peer: str) -> ProtocolHandler | None:
         rt = self.manager.peers.get(peer)
@@ -259,9 +265,16 @@ class Daemon:
                 deadline, lambda: self.perform(self.manager.handle_timer(self.loop.time()))
             )
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[call-overload]
-        self.tasks.append(task)
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run in the background; forget it when done; a failure is logged, not lost."""
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self._reap)
+
+    def _reap(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            emit("action_failed", error=repr(task.exception()))
 
     # --- inputs --------------------------------------------------------------------
 
@@ -353,7 +366,17 @@ class Daemon:
                 )
             return
         ep, assoc_id = self.where[fwd.peer]
-        await ep.send(msg.data, assoc_id, fwd.stream, msg.ppid)
+        try:
+            await ep.send(msg.data, assoc_id, fwd.stream, msg.ppid)
+        except (SigmwError, OSError) as exc:  # the target died just now: counted, logged
+            self.forward_failed += 1
+            emit(
+                "forward_failed",
+                peer=fwd.peer,
+                ppid=msg.ppid,
+                error=str(exc),
+                total=self.forward_failed,
+            )
 
     async def _readouts(self) -> None:
         while True:
