@@ -25,9 +25,9 @@ from sigmw.peers import actions as act
 from sigmw.peers.lifecycle import State
 from sigmw.peers.manager import PeerManager
 from sigmw.routing.ppid import PpidRouter
-from sigmw.sctp.constants import AssocChangeState, PathState
+from sigmw.sctp.constants import AssocChangeState
 from sigmw.sctp.notifications import AssocChange, PeerAddrChange
-from sigmw.sctp.options import InitParams, SctpTuning
+from sigmw.sctp.options import InitParams, SctpTuning, tuning_differences
 
 log = logging.getLogger("sigmw")
 DRAIN_S = 5.0  # SIGTERM: how long associations get to shut down gracefully
@@ -237,24 +237,19 @@ class Daemon:
         return ep
 
     def _tune(self, name: str, assoc_id: int) -> None:
+        """Apply the peer's settings, read them back (log what the kernel changed), greet."""
         ep = self._endpoint_of(name)
         peer = self.manager.peers[name].config
         if ep is None:
             return
-        handler = self._handler_of(name)
-        assoc = ep.associations.get(assoc_id)
-        if handler is not None and assoc is not None:  # greet once the association is tuned
-            self._spawn(self._send_all(name, handler.on_up(name, assoc.outbound_streams)))
         wanted = tuning_of(peer.sctp, endpoint=False)
         ep.apply_tuning(wanted, assoc_id)
-        got = ep.read_rto(assoc_id)
-        for field, want, have in (
-            ("rto.initial", wanted.rto_initial_ms, got.initial),
-            ("rto.min", wanted.rto_min_ms, got.min),
-            ("rto.max", wanted.rto_max_ms, got.max),
-        ):
-            if want != have:
-                emit("tuning_clamped", peer=name, field=field, wanted_ms=want, kernel_ms=have)
+        for field, want, have in tuning_differences(wanted, ep.read_tuning(assoc_id)):
+            emit("tuning_clamped", peer=name, field=field, wanted=want, kernel=have)
+        handler = self._handler_of(name)
+        assoc = ep.associations.get(assoc_id)
+        if handler is not None and assoc is not None:
+            self._spawn(self._send_all(name, handler.on_up(name, assoc.outbound_streams)))
 
     def _arm_timer(self) -> None:
         if self.timer is not None:
@@ -302,9 +297,12 @@ class Daemon:
         elif isinstance(item, Message):
             peer = dialer or self.accepted.get((listener, item.assoc_id))
             handler = self._handler_of(peer) if peer else None
+            if handler is not None and item.ppid not in handler.ppids:
+                handler = None  # not this protocol's payload: plain PPID routing
             replies = handler.on_message(peer, item) if handler and peer else None
             if replies is None:
-                await self._route(item, listener or dialer)
+                source = peer or f"{listener}:{item.source[0] if item.source else '?'}"
+                await self._route(item, source)
             elif peer:
                 await self._send_all(peer, replies)
 
@@ -383,18 +381,13 @@ class Daemon:
             await asyncio.sleep(READOUT_S)
             for name, (ep, assoc_id) in list(self.where.items()):
                 rt = self.manager.peers.get(name)
-                if rt is None or rt.state is not State.UP or len(rt.config.addresses) < 2:
+                if rt is None or rt.state is not State.UP:
                     continue
                 try:
                     paths = ep.paths(assoc_id)
-                except Exception:  # the association went away meanwhile
+                except (SigmwError, OSError):  # the association went away meanwhile
                     continue
-                readings = [
-                    (p.address, PathState(p.state), p.srtt_ms)
-                    for p in paths
-                    if p.address is not None and p.state in set(PathState)
-                ]
-                self.perform(self.manager.path_readout(name, readings, self.loop.time()))
+                self.perform(self.manager.path_readout(name, paths, self.loop.time()))
 
 
 def run(config_path: str) -> int:

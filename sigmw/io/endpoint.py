@@ -123,8 +123,8 @@ class SctpEndpoint(SctpTransport):
         """Begin associating without waiting; COMM_UP or CANT_STR_ASSOC arrives via recv()."""
         return sockapi.connectx(self.sock, remote)
 
-    def read_rto(self, assoc_id: int) -> s.RtoInfo:
-        return sockapi.read_rtoinfo(self.sock, assoc_id)
+    def read_tuning(self, assoc_id: int) -> SctpTuning:
+        return sockapi.read_tuning(self.sock, assoc_id)
 
     async def connect(self, remote: list[Address], timeout: float | None = None) -> Association:
         """Associate with a (multihomed) peer; returns at COMM_UP with the stream counts."""

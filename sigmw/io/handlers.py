@@ -30,6 +30,9 @@ class Outgoing:
 class ProtocolHandler(Protocol):
     """Implemented once per protocol; the daemon calls it for that protocol's peers."""
 
+    ppids: frozenset[int]
+    """Payloads it takes (Diameter: 46 and 0, as freeDiameter sends 0; M3UA: 3)."""
+
     def on_up(self, peer: str, outbound_streams: int) -> list[Outgoing]:
         """The association to `peer` is up (or restarted): the protocol's greeting."""
         ...

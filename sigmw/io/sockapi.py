@@ -349,3 +349,26 @@ def read_pf_expose(sock: socket.socket, assoc_id: int = 0) -> int:
         s.pack_assoc_value(assoc_id, 0),
     )
     return int(struct.unpack_from("@iI", raw)[1])
+
+
+def read_tuning(sock: socket.socket, assoc_id: int = 0) -> SctpTuning:
+    """The association's (or endpoint default's) effective timers and limits."""
+    rto = read_rtoinfo(sock, assoc_id)
+    params = read_paddrparams(sock, assoc_id)
+    pmr, pf = read_thresholds(sock, assoc_id)
+    sack_delay, sack_freq = read_sackinfo(sock, assoc_id)
+    return SctpTuning(
+        rto_initial_ms=rto.initial,
+        rto_min_ms=rto.min,
+        rto_max_ms=rto.max,
+        assoc_max_retrans=read_assoc_max_retrans(sock, assoc_id),
+        path_max_retrans=pmr,
+        pf_threshold=pf,
+        hb_interval_ms=params.hb_interval_ms,
+        hb_enabled=params.hb_enabled,
+        sack_delay_ms=sack_delay,
+        sack_freq=sack_freq,
+        nodelay=read_nodelay(sock),
+        expose_pf_state=read_pf_expose(sock, assoc_id) == c.SCTP_PF_EXPOSE_ENABLE,
+        init=None,
+    )

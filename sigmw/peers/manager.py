@@ -16,6 +16,9 @@ from sigmw.peers.reload import plan_reload
 from sigmw.sctp.addresses import Address
 from sigmw.sctp.constants import AssocChangeState, PathState
 from sigmw.sctp.notifications import AssocChange, PeerAddrChange
+from sigmw.sctp.structs import PathInfo
+
+_PATH_STATES = {int(s) for s in PathState}
 
 _EVENTS = {
     AssocChangeState.COMM_UP: lc.Event.COMM_UP,
@@ -40,6 +43,8 @@ class PeerRuntime:
     attempts: int = 0
     refused: int = 0
     history: list[str] = field(default_factory=list)
+    last_readout: dict[Address, PathInfo] = field(default_factory=dict)
+    """Latest state, srtt, rto, cwnd and mtu of each path of the current association."""
 
     @property
     def table(self) -> dict[tuple[lc.State, lc.Event], lc.Row]:
@@ -112,15 +117,20 @@ class PeerManager:
         ]
         return out + self._primary(rt, rt.paths.on_event(note.address, note.state, now))
 
-    def path_readout(
-        self, peer: str, readings: list[tuple[Address, PathState, int]], now: float
-    ) -> list[Output]:
+    def path_readout(self, peer: str, readings: list[PathInfo], now: float) -> list[Output]:
+        """A periodic read-out of every path: kept for status and metrics, and it
+        catches a path change whose event was missed."""
         rt = self.peers.get(peer)
         if rt is None or rt.paths is None:
             return []
         out: list[Output] = []
-        for address, state, srtt in readings:
-            out += self._primary(rt, rt.paths.on_readout(address, state, srtt, now))
+        for p in readings:
+            if p.address is None or p.state not in _PATH_STATES:
+                continue
+            rt.last_readout[p.address] = p
+            out += self._primary(
+                rt, rt.paths.on_readout(p.address, PathState(p.state), p.srtt_ms, now)
+            )
         return out
 
     def handle_timer(self, now: float) -> list[Output]:
@@ -190,6 +200,7 @@ class PeerManager:
             out += self._act(rt, action, now)
         if next_state in (lc.State.WAITING, lc.State.IDLE, lc.State.STOPPED):
             rt.paths = None
+            rt.last_readout.clear()
             if next_state is not lc.State.WAITING:
                 rt.assoc_id = None
         return out

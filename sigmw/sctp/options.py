@@ -89,3 +89,29 @@ def tuning_for(timers: Timers, sack_delay_ms: int | None = 20) -> SctpTuning:
         pf_threshold=timers.pf_threshold,
         sack_delay_ms=sack_delay_ms,
     )
+
+
+_COMPARED = (
+    "rto_initial_ms",
+    "rto_min_ms",
+    "rto_max_ms",
+    "assoc_max_retrans",
+    "path_max_retrans",
+    "pf_threshold",
+    "expose_pf_state",
+    "hb_interval_ms",
+    "hb_enabled",
+    "sack_delay_ms",
+    "sack_freq",
+    "nodelay",
+)
+
+
+def tuning_differences(wanted: SctpTuning, got: SctpTuning) -> list[tuple[str, object, object]]:
+    """(field, wanted, effective) for every set field the kernel did not take as given."""
+    out = []
+    for name in _COMPARED:
+        want, have = getattr(wanted, name), getattr(got, name)
+        if want is not None and have is not None and want != have:
+            out.append((name, want, have))
+    return out

@@ -18,11 +18,17 @@ import ctypes
 import ctypes.util
 import os
 import secrets
+import socket
+import struct
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any, Literal
+
+Side = Literal["a", "b"]
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -77,7 +83,54 @@ class Host:
         return ["ip", "netns", "exec", self.netns, *argv]
 
     def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """Run a program inside this host to completion; output captured as text."""
         return subprocess.run(self.command(*argv), capture_output=True, text=True, check=False)
+
+    def popen(self, *argv: str, **options: Any) -> subprocess.Popen[Any]:
+        """Start a program inside this host; options go to subprocess.Popen."""
+        return subprocess.Popen(self.command(*argv), **options)
+
+    def ping(self, address: str, timeout: float = 1.0) -> bool:
+        """One ICMP echo from this host, answered within timeout? (The VM has no ping.)"""
+        v6 = ":" in address
+        with self.entered():
+            sock = socket.socket(
+                socket.AF_INET6 if v6 else socket.AF_INET,
+                socket.SOCK_RAW,
+                socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP,
+            )
+        with sock:
+            ident = secrets.randbits(16)
+            request, reply = (128, 129) if v6 else (8, 0)
+            packet = struct.pack("!BBHHH", request, 0, 0, ident, 1) + b"sigmw"
+            if not v6:  # the kernel fills in the ICMPv6 checksum, not the ICMP one
+                packet = packet[:2] + struct.pack("!H", _checksum(packet)) + packet[4:]
+            try:
+                sock.sendto(packet, (address, 0))
+            except OSError:  # e.g. no route once the interface is down
+                return False
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                try:
+                    data = sock.recv(2048)
+                except TimeoutError:
+                    return False
+                if not v6:  # IPv4 raw sockets hand us the IP header too
+                    data = data[(data[0] & 0x0F) * 4 :]
+                kind, _, _, got, _ = struct.unpack_from("!BBHHH", data)
+                if kind == reply and got == ident:
+                    return True
+            return False
+
+
+def _checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071)."""
+    data += b"\0" * (len(data) % 2)
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +147,7 @@ class Link:
     a_addr6: str
     b_addr6: str
 
-    def end(self, side: str) -> tuple[Host, str]:
+    def end(self, side: Side) -> tuple[Host, str]:
         """(host, device) of side "a" or "b"."""
         if side not in ("a", "b"):
             raise ValueError(f"side must be 'a' or 'b', not {side!r}")
@@ -155,25 +208,25 @@ class Topology:
 
     # --- faults ---------------------------------------------------------------
 
-    def link_down(self, link: Link, side: str = "a") -> None:
+    def link_down(self, link: Link, side: Side = "a") -> None:
         """Take one end down (both directions stop: the peer loses carrier)."""
         host, dev = link.end(side)
         _ip("-n", host.netns, "link", "set", dev, "down")
 
-    def link_up(self, link: Link, side: str = "a") -> None:
+    def link_up(self, link: Link, side: Side = "a") -> None:
         host, dev = link.end(side)
         _ip("-n", host.netns, "link", "set", dev, "up")
 
-    def netem(self, link: Link, side: str = "a", *params: str) -> None:
+    def netem(self, link: Link, side: Side = "a", *params: str) -> None:
         """Impose netem on what `side` sends over the link (replaces earlier netem)."""
         host, dev = link.end(side)
         _run(*host.command("tc", "qdisc", "replace", "dev", dev, "root", "netem", *params))
 
-    def loss(self, link: Link, percent: float, side: str = "a") -> None:
+    def loss(self, link: Link, percent: float, side: Side = "a") -> None:
         """Drop percent% of what `side` sends: cut the sender's outgoing path first."""
         self.netem(link, side, "loss", f"{percent}%")
 
-    def clear(self, link: Link, side: str = "a") -> None:
+    def clear(self, link: Link, side: Side = "a") -> None:
         """Remove netem from `side` of the link."""
         host, dev = link.end(side)
         host.run("tc", "qdisc", "del", "dev", dev, "root")  # fails harmlessly if none

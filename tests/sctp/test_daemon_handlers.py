@@ -26,6 +26,8 @@ SERVER = ("127.0.0.2", 37777)
 class Toy:
     """HELLO on up; PING -> PONG; BYE answered by BYE-ACK on the way out."""
 
+    ppids = frozenset({TOY})
+
     def __init__(self) -> None:
         self.acked: set[str] = set()
         self.down: list[str] = []

@@ -140,3 +140,19 @@ async def test_heartbeat_disable_maxseg_fragments_adaptation() -> None:
     assert len((await next_message(client)).data) == 900
     server.close()
     client.close()
+
+
+async def test_read_tuning_returns_what_was_applied() -> None:
+    from sigmw.sctp.options import tuning_differences
+
+    server = await SctpEndpoint.open([(LO, 0)])
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    assoc = await client.connect([(LO, server.port)], timeout=10)
+    client.apply_tuning(TUNED, assoc.assoc_id)
+    assert tuning_differences(TUNED, sockapi.read_tuning(client.sock, assoc.assoc_id)) == []
+    odd = SctpTuning(rto_initial_ms=250, rto_min_ms=100, rto_max_ms=500, init=None)
+    client.apply_tuning(odd, assoc.assoc_id)
+    diff = tuning_differences(odd, sockapi.read_tuning(client.sock, assoc.assoc_id))
+    assert [name for name, _, _ in diff] == ["rto_initial_ms"]  # rounded to the tick
+    server.close()
+    client.close()

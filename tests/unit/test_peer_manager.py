@@ -233,3 +233,20 @@ def test_ppid_router_failover_order_and_stream_mapping() -> None:
     assert router.route(9999, 0, {"b": None, "c": None}.get) is None
     assert router.no_live_peer == {9999: 1}
     assert {map_stream(s, 5) for s in range(100)} == set(range(5))  # never >= outbound
+
+
+def test_path_readouts_are_kept_and_catch_a_missed_event() -> None:
+    from sigmw.sctp.structs import PathInfo
+
+    pm = manager()
+    pm.start(now=0)
+    pm.assoc_event("far", note(AssocChangeState.COMM_UP), now=0)
+    readings = [
+        PathInfo(P1, PathState.INACTIVE, 4380, 3, 500, 1500),
+        PathInfo(P2, PathState.ACTIVE, 6000, 2, 200, 1500),
+    ]
+    out = actions(pm.path_readout("far", readings, now=1))
+    assert out == [SetPrimary("far", 7, P2, "failover")]  # no event was seen, the read-out told
+    assert pm.peers["far"].last_readout[P2].cwnd == 6000
+    pm.assoc_event("far", note(AssocChangeState.COMM_LOST), now=2)
+    assert pm.peers["far"].last_readout == {}

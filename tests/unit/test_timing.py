@@ -53,3 +53,11 @@ def test_idle_detection_needs_heartbeats() -> None:
     off = Timers(200, 100, 500, 200, False, 2, 6)
     with pytest.raises(ValueError, match="heartbeats disabled"):
         path_failure_detection_ms(off, busy=False)
+
+
+def test_tuning_differences_name_what_the_kernel_changed() -> None:
+    from sigmw.sctp.options import SctpTuning, tuning_differences
+
+    wanted = SctpTuning(rto_min_ms=250, hb_interval_ms=200, sack_delay_ms=None)
+    got = SctpTuning(rto_min_ms=252, hb_interval_ms=200, sack_delay_ms=200)
+    assert tuning_differences(wanted, got) == [("rto_min_ms", 250, 252)]
