@@ -14,6 +14,7 @@ never clash, and everything is deleted on exit, even after a failure.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -90,8 +91,9 @@ class Host:
         """Start a program inside this host; options go to subprocess.Popen."""
         return subprocess.Popen(self.command(*argv), **options)
 
-    def ping(self, address: str, timeout: float = 1.0) -> bool:
-        """One ICMP echo from this host, answered within timeout? (The VM has no ping.)"""
+    def ping(self, address: str, timeout: float = 2.0) -> bool:
+        """Does address answer an ICMP echo from this host within timeout? (The VM has no
+        ping.) Re-sent every 0.25 s like ping: a first echo can die in neighbour resolution."""
         v6 = ":" in address
         with self.entered():
             sock = socket.socket(
@@ -101,27 +103,33 @@ class Host:
             )
         with sock:
             ident = secrets.randbits(16)
-            request, reply = (128, 129) if v6 else (8, 0)
-            packet = struct.pack("!BBHHH", request, 0, 0, ident, 1) + b"sigmw"
+            packet = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, ident, 1) + b"sigmw"
             if not v6:  # the kernel fills in the ICMPv6 checksum, not the ICMP one
                 packet = packet[:2] + struct.pack("!H", _checksum(packet)) + packet[4:]
-            try:
-                sock.sendto(packet, (address, 0))
-            except OSError:  # e.g. no route once the interface is down
-                return False
             deadline = time.monotonic() + timeout
             while (left := deadline - time.monotonic()) > 0:
-                sock.settimeout(left)
-                try:
-                    data = sock.recv(2048)
-                except TimeoutError:
-                    return False
-                if not v6:  # IPv4 raw sockets hand us the IP header too
-                    data = data[(data[0] & 0x0F) * 4 :]
-                kind, _, _, got, _ = struct.unpack_from("!BBHHH", data)
-                if kind == reply and got == ident:
+                with contextlib.suppress(OSError):  # e.g. no route while the link is down
+                    sock.sendto(packet, (address, 0))
+                if _echo_reply(sock, ident, v6, min(left, 0.25)):
                     return True
             return False
+
+
+def _echo_reply(sock: socket.socket, ident: int, v6: bool, wait: float) -> bool:
+    """Read ICMP for `wait` seconds: did our echo reply come?"""
+    deadline = time.monotonic() + wait
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            data = sock.recv(2048)
+        except TimeoutError:
+            return False
+        if not v6:  # IPv4 raw sockets hand us the IP header too
+            data = data[(data[0] & 0x0F) * 4 :]
+        kind, _, _, got = struct.unpack_from("!BBHH", data)
+        if kind == (129 if v6 else 0) and got == ident:
+            return True
+    return False
 
 
 def _checksum(data: bytes) -> int:

@@ -152,7 +152,7 @@ def run_in_vm(
     results = (results or RESULTS_DIR).resolve()
     results.mkdir(parents=True, exist_ok=True)
     run = f"{os.getpid()}-{secrets.token_hex(2)}"  # runs sharing the directory never clash
-    script, started, status = (results / f"{n}-{run}" for n in ("guest.sh", "started", "status"))
+    script, started, status = (results / f"{n}-{run}" for n in ("guest", "started", "status"))
     script.write_text(guest_script(argv, started, status, Path.cwd(), timeout))
     script.chmod(0o755)
     vng = find_vng()

@@ -4,16 +4,25 @@ this machine has none). It refuses to run elsewhere rather than skip."""
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 
 import pytest
 
-from sigmw.io.kernel import kernel_has_sctp
 from sigmw.testbed.netns import TwoPaths, two_hosts_two_paths
 
 
+def _kernel_has_sctp() -> bool:
+    # Plain stdlib on purpose: the bench must report on the kernel even when sigmw.io is broken.
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_SEQPACKET, socket.IPPROTO_SCTP).close()
+    except OSError:
+        return False
+    return True
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    if os.geteuid() != 0 or not kernel_has_sctp():
+    if os.geteuid() != 0 or not _kernel_has_sctp():
         raise pytest.UsageError(
             "tests/sctp needs root and a kernel with SCTP; run 'make test' or "
             "'make sctp', which boot a VM with one when this machine has none"

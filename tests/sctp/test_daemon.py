@@ -74,16 +74,21 @@ class Sigmw:
     async def wait_log(
         self, match: Callable[[dict[str, object]], bool], timeout: float = 30
     ) -> dict[str, object]:
-        async with asyncio.timeout(timeout):
-            while True:
-                for entry in self.seen:
-                    if match(entry):
-                        self.seen.remove(entry)
-                        return entry
-                try:
-                    self.seen.append(self.lines.get_nowait())
-                except queue.Empty:
-                    await asyncio.sleep(0.05)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    for entry in self.seen:
+                        if match(entry):
+                            self.seen.remove(entry)
+                            return entry
+                    try:
+                        self.seen.append(self.lines.get_nowait())
+                    except queue.Empty:
+                        await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(
+                f"not logged in {timeout}s; last lines: {self.seen[-20:]}"
+            ) from None
 
     async def peer_up(self, peer: str) -> None:
         await self.wait_log(

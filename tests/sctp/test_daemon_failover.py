@@ -19,6 +19,7 @@ from sigmw.testbed.netns import TwoPaths
 from .test_daemon import Sigmw
 
 pytestmark = pytest.mark.sctp
+FAST = tuning_for(FAST_FAILOVER)  # quick INIT retransmissions after the link returns
 SERVER_PORT, LISTEN_PORT = 38888, 39999
 
 
@@ -103,12 +104,9 @@ async def test_failover_and_failback_with_zero_loss(net: TwoPaths, tmp_path: Pat
         available = await daemon.wait_log(
             _log("path_state", peer="server", address=net.path1.a_addr, state="ADDR_AVAILABLE")
         )
-        try:
-            failback = await daemon.wait_log(
-                _log("path_failback", peer="server", to=net.path1.a_addr), timeout=20
-            )
-        except TimeoutError:
-            raise AssertionError(f"no failback; daemon said: {daemon.seen[-25:]}") from None
+        failback = await daemon.wait_log(
+            _log("path_failback", peer="server", to=net.path1.a_addr), timeout=20
+        )
         await sender
         async with asyncio.timeout(30):
             while len(received) < sent:
@@ -148,12 +146,13 @@ listen:
   - {{name: in, protocol: raw, transport: sctp, addresses: [{listen[0]}], port: {listen[1]}}}
 peers:
   - {{name: client, protocol: raw, transport: sctp, role: accept,
-     addresses: [{net.path1.a_addr}], port: 1}}
-""")
+     addresses: [{net.path1.a_addr}], port: 1,
+     sctp: {{heartbeat: {{interval: 3s}}}}}}
+""")  # slow heartbeats: the old association outlives the crash, so the re-INIT is a RESTART
     daemon = Sigmw(config, prefix=tuple(net.b.command()))
     await daemon.wait_log(_log("started"))
     with net.a.entered():
-        client = await SctpEndpoint.open([(net.path1.a_addr, 0)], listen=False)
+        client = await SctpEndpoint.open([(net.path1.a_addr, 0)], FAST, listen=False)
     port = client.port
     await client.connect([listen], timeout=30)
     await daemon.peer_up("client")
@@ -163,7 +162,7 @@ peers:
         client.close()
         net.topo.link_up(net.path1, "a")
         with net.a.entered():
-            client = await SctpEndpoint.open([(net.path1.a_addr, port)], listen=False)
+            client = await SctpEndpoint.open([(net.path1.a_addr, port)], FAST, listen=False)
         await client.connect([listen], timeout=30)  # same address and port: a restart
         restarted = await daemon.wait_log(_log("peer_restarted", peer="client"))
         assert restarted["peer"] == "client"
