@@ -142,7 +142,7 @@ def run_in_vm(
     timeout: float = 1500,
     memory: str = "2G",
     cpus: int = 2,
-    boot_timeout: float = 60,
+    boot_timeout: float = 90,
     results: Path | None = None,
 ) -> int:
     """Run argv as root in the VM from the current directory; returns its exit status.
@@ -224,7 +224,7 @@ def main(args: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--timeout", type=float, default=1500, help="seconds for the command")
-    parser.add_argument("--boot-timeout", type=float, default=60, help="seconds to first command")
+    parser.add_argument("--boot-timeout", type=float, default=90, help="seconds to first command")
     parser.add_argument("--memory", default="2G")
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="guest-writable dir")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import struct
 
@@ -42,7 +43,10 @@ async def _single_path_pair(
 
 
 async def test_peer_restart_is_reported_as_restart(net: TwoPaths) -> None:
-    server, client, _, server_assoc = await _single_path_pair(net)
+    # Slow server heartbeats: one sent between the crash and the new INIT would draw an
+    # ABORT from the client's kernel, ending the old association (COMM_UP, not RESTART).
+    quiet = dataclasses.replace(FAST, hb_interval_ms=10_000)
+    server, client, _, server_assoc = await _single_path_pair(net, quiet)
     port = client.port
     net.topo.link_down(net.path1, "a")  # the client's ABORT will be lost: a "crash"
     client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -147,7 +147,7 @@ listen:
 peers:
   - {{name: client, protocol: raw, transport: sctp, role: accept,
      addresses: [{net.path1.a_addr}], port: 1,
-     sctp: {{heartbeat: {{interval: 3s}}}}}}
+     sctp: {{heartbeat: {{interval: 10s}}}}}}
 """)  # slow heartbeats: the old association outlives the crash, so the re-INIT is a RESTART
     daemon = Sigmw(config, prefix=tuple(net.b.command()))
     await daemon.wait_log(_log("started"))
