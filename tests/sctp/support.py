@@ -8,6 +8,7 @@ import struct
 from collections.abc import Callable
 from typing import TypeVar
 
+from sigmw.io.endpoint import SctpEndpoint
 from sigmw.io.transport import Message, Received, SctpTransport
 from sigmw.sctp.constants import AssocChangeState
 from sigmw.sctp.notifications import AssocChange
@@ -85,3 +86,54 @@ def init_tags(raw_sock: socket.socket, timeout: float = 10.0) -> dict[int, int]:
         if chunk_type in (1, 2):  # INIT, INIT ACK
             tags[sport] = struct.unpack_from("!I", packet, ihl + 16)[0]
     return tags
+
+
+class Numbered:
+    """Numbered messages from one endpoint to another, collected at the far end:
+    `received == list(range(sent))` means none lost, none twice, all in order."""
+
+    def __init__(
+        self,
+        sender: SctpEndpoint,
+        assoc_id: int,
+        receiver: SctpTransport,
+        ppid: int,
+        stream: int = 1,
+        gap: float = 0.01,
+    ) -> None:
+        self.sender, self.assoc_id, self.ppid, self.stream, self.gap = (
+            sender,
+            assoc_id,
+            ppid,
+            stream,
+            gap,
+        )
+        self.sent = 0
+        self.received: list[int] = []
+        self.other: list[Received] = []  # notifications seen at the receiver
+        self._drain = asyncio.create_task(self._collect(receiver))
+
+    async def _collect(self, receiver: SctpTransport) -> None:
+        while True:
+            item = await receiver.recv()
+            if isinstance(item, Message):
+                self.received.append(int(item.data))
+            else:
+                self.other.append(item)
+
+    async def send_for(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while loop.time() < end:
+            await self.sender.send(b"%d" % self.sent, self.assoc_id, self.stream, self.ppid)
+            self.sent += 1
+            await asyncio.sleep(self.gap)
+
+    async def settle(self, timeout: float = 30) -> None:
+        """Wait until everything sent has arrived (or fail after timeout)."""
+        async with asyncio.timeout(timeout):
+            while len(self.received) < self.sent:
+                await asyncio.sleep(0.05)
+
+    def close(self) -> None:
+        self._drain.cancel()

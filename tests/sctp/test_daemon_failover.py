@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from sigmw.io.endpoint import SctpEndpoint
-from sigmw.io.transport import Message
 from sigmw.sctp.options import tuning_for
 from sigmw.sctp.timing import FAST_FAILOVER
 from sigmw.testbed.netns import TwoPaths
 
+from .support import Numbered
 from .test_daemon import Sigmw
 
 pytestmark = pytest.mark.sctp
@@ -74,33 +74,15 @@ def _log(kind: str, **want: object) -> object:
 
 async def test_failover_and_failback_with_zero_loss(net: TwoPaths, tmp_path: Path) -> None:
     daemon, server, client, assoc_id = await _start(net, tmp_path)
-    received: list[int] = []
-
-    async def sink() -> None:
-        while True:
-            item = await server.recv()
-            if isinstance(item, Message):
-                received.append(int(item.data))
-
-    task = asyncio.create_task(sink())
-    sent = 0
-
-    async def send_for(seconds: float) -> None:
-        nonlocal sent
-        end = asyncio.get_running_loop().time() + seconds
-        while asyncio.get_running_loop().time() < end:
-            await client.send(b"%d" % sent, assoc_id, stream=1, ppid=9999)
-            sent += 1
-            await asyncio.sleep(0.02)
-
+    traffic = Numbered(client, assoc_id, server, ppid=9999, gap=0.02)
     try:
-        await send_for(1.0)
+        await traffic.send_for(1.0)
         net.topo.link_down(net.path1, "b")  # sigmw's side of its primary path
-        sender = asyncio.create_task(send_for(3.0))
+        sender = asyncio.create_task(traffic.send_for(3.0))
         failover = await daemon.wait_log(_log("path_failover", peer="server", to=net.path2.a_addr))
         await sender
         net.topo.link_up(net.path1, "b")
-        sender = asyncio.create_task(send_for(6.0))
+        sender = asyncio.create_task(traffic.send_for(6.0))
         available = await daemon.wait_log(
             _log("path_state", peer="server", address=net.path1.a_addr, state="ADDR_AVAILABLE")
         )
@@ -108,15 +90,13 @@ async def test_failover_and_failback_with_zero_loss(net: TwoPaths, tmp_path: Pat
             _log("path_failback", peer="server", to=net.path1.a_addr), timeout=20
         )
         await sender
-        async with asyncio.timeout(30):
-            while len(received) < sent:
-                await asyncio.sleep(0.05)
+        await traffic.settle()
     finally:
-        task.cancel()
+        traffic.close()
         daemon.proc.kill()
         client.close()
         server.close()
-    assert received == list(range(sent))  # none lost, none twice, in order
+    assert traffic.received == list(range(traffic.sent))  # none lost, none twice, in order
     assert float(str(failover["ts"])) > 0
     stable_for = float(str(failback["ts"])) - float(str(available["ts"]))
     assert 2.0 <= stable_for < 5.0  # waited for failback.after (2 s), not longer than needed

@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 
 from sigmw.io.endpoint import SctpEndpoint
-from sigmw.io.transport import Message
 from sigmw.sctp.constants import AssocChangeState
 from sigmw.sctp.notifications import AssocChange
 
-from .support import assoc_event
+from .support import Numbered, assoc_event
 from .test_daemon import CLIENT, LISTEN, LISTEN_PORT, Sigmw
 
 pytestmark = pytest.mark.sctp
@@ -60,34 +59,14 @@ async def test_reload_touches_only_what_changed(tmp_path: Path) -> None:
     )
     daemon = Sigmw(config)
     client = await SctpEndpoint.open([(CLIENT, 0)], listen=False)
-    received: list[int] = []
-    kept_events: list[AssocChange] = []
-
-    async def sink() -> None:
-        while True:
-            item = await kept.recv()
-            if isinstance(item, Message):
-                received.append(int(item.data))
-            elif isinstance(item, AssocChange):
-                kept_events.append(item)
-
-    task = asyncio.create_task(sink())
-    sent = 0
+    traffic: Numbered | None = None
     try:
         await daemon.peer_up("kept")
         await daemon.peer_up("gone")
         assoc = (await client.connect([(LISTEN, LISTEN_PORT)], timeout=30)).assoc_id
         await daemon.peer_up("client")
-
-        async def traffic(seconds: float) -> None:
-            nonlocal sent
-            end = asyncio.get_running_loop().time() + seconds
-            while asyncio.get_running_loop().time() < end:
-                await client.send(b"%d" % sent, assoc, stream=1, ppid=1)
-                sent += 1
-                await asyncio.sleep(0.01)
-
-        flowing = asyncio.create_task(traffic(8.0))
+        traffic = Numbered(client, assoc, kept, ppid=1)
+        flowing = asyncio.create_task(traffic.send_for(8.0))
         await asyncio.sleep(1.0)
         # Reload 1: remove "gone", add "new".
         config.write_text(
@@ -114,13 +93,13 @@ async def test_reload_touches_only_what_changed(tmp_path: Path) -> None:
         assert (plan["added"], plan["removed"], plan["changed"]) == ([], [], ["new"])
         await daemon.peer_up("new")
         await flowing
-        async with asyncio.timeout(30):
-            while len(received) < sent:
-                await asyncio.sleep(0.05)
+        await traffic.settle()
     finally:
-        task.cancel()
+        if traffic is not None:
+            traffic.close()
         daemon.proc.kill()
         for ep in (client, kept, gone, new):
             ep.close()
-    assert received == list(range(sent))  # not one message lost on the untouched peer
+    assert traffic.received == list(range(traffic.sent))  # none lost on the untouched peer
+    kept_events = [e for e in traffic.other if isinstance(e, AssocChange)]
     assert [e.state for e in kept_events] == [AssocChangeState.COMM_UP]  # never rebuilt
