@@ -9,11 +9,13 @@ from typing import Any, TypeVar
 import yaml
 
 from sigmw.config import model as m
-from sigmw.config.yamlread import Problem, Reader
+from sigmw.config.diameter import DiameterRoute
+from sigmw.config.diameter_loader import diameter_routes, node_diameter
+from sigmw.config.yamlread import Problem, Reader, Spec
+from sigmw.config.yamlread import read_fields as _fields
 from sigmw.core.errors import SigmwError
 
 T = TypeVar("T")
-Spec = dict[str, Callable[[yaml.Node, str], Any]]
 
 
 class ConfigError(SigmwError):
@@ -46,23 +48,6 @@ def parse_config(text: str, filename: str = "peers.yaml") -> m.Config:
     if r.problems or config is None:
         raise ConfigError(r.problems)
     return config
-
-
-def _fields(
-    r: Reader, node: yaml.Node, path: str, spec: Spec, required: tuple[str, ...] = ()
-) -> dict[str, Any] | None:
-    """Read the keys of a mapping with one reader each; None if anything was wrong."""
-    found = r.mapping(node, path, spec, required)
-    if found is None:
-        return None
-    before = len(r.problems)
-    out = {}
-    for key, value in found.items():
-        got = spec[key](value, f"{path}.{key}" if path else key)
-        if got is not None:
-            out[key] = got
-    missing = any(k not in found for k in required)
-    return None if len(r.problems) > before or missing else out
 
 
 def _section(r: Reader, cls: type[T], spec: Spec) -> Callable[[yaml.Node, str], T | None]:
@@ -180,7 +165,7 @@ def _endpoint(r: Reader) -> Callable[[yaml.Node, str], m.HostPort | None]:
 def _config(r: Reader, root: yaml.Node) -> m.Config | None:
     node_spec: Spec = {
         "name": r.text,
-        "diameter": _identity(r),
+        "diameter": node_diameter(r),
         "m3ua": lambda n, p: _fields(r, n, p, {"point_code": r.text}),
     }
     common: Spec = {
@@ -225,7 +210,7 @@ def _config(r: Reader, root: yaml.Node) -> m.Config | None:
         if "peers" in top
         else []
     )
-    routes = _routes(r, top["routes"]) if "routes" in top else []
+    routes = _routes(r, top["routes"]) if "routes" in top else ([], [])
     extra = {k: _endpoint(r)(top[k], k) for k in ("metrics", "admin") if k in top}
     if r.problems or node_fields is None or routes is None:
         return None
@@ -235,7 +220,8 @@ def _config(r: Reader, root: yaml.Node) -> m.Config | None:
         node=node,
         listen=tuple(m.Listener(**f) for f in listeners if f is not None),
         peers=tuple(_peer(f) for f in peers if f is not None),
-        ppid_routes=tuple(routes),
+        ppid_routes=tuple(routes[0]),
+        diameter_routes=tuple(routes[1]),
         **{k: v for k, v in extra.items() if v is not None},
     )
     _cross_checks(r, config)
@@ -246,8 +232,8 @@ def _peer(fields: dict[str, Any]) -> m.Peer:
     return m.Peer(**fields)
 
 
-def _routes(r: Reader, node: yaml.Node) -> list[m.PpidRoute] | None:
-    found = r.mapping(node, "routes", ("ppid",))
+def _routes(r: Reader, node: yaml.Node) -> tuple[list[m.PpidRoute], list[DiameterRoute]] | None:
+    found = r.mapping(node, "routes", ("ppid", "diameter"))
     if found is None:
         return None
     out = []
@@ -265,7 +251,8 @@ def _routes(r: Reader, node: yaml.Node) -> list[m.PpidRoute] | None:
         )
         if got is not None:
             out.append(m.PpidRoute(got["ppid"], tuple(got["to"])))
-    return out
+    realms = diameter_routes(r, found["diameter"], "routes.diameter") if "diameter" in found else []
+    return None if realms is None else (out, realms)
 
 
 def _cross_checks(r: Reader, c: m.Config) -> None:
@@ -299,6 +286,12 @@ def _cross_checks(r: Reader, c: m.Config) -> None:
         if p.reconnect.initial > p.reconnect.max:
             r.error_at(f"{path}.reconnect", "need initial <= max")
     names = {p.name for p in c.peers}
+    diameter_peers = {p.name for p in c.peers if p.protocol is m.Protocol.DIAMETER}
+    for i, droute in enumerate(c.diameter_routes):
+        for target in droute.to:
+            if target.peer not in diameter_peers:
+                why = "is not a diameter peer" if target.peer in names else "is not a peer"
+                r.error_at(f"routes.diameter[{i}].peers", f"'{target.peer}' {why}")
     seen: set[int] = set()
     for i, route in enumerate(c.ppid_routes):
         for name in route.to:

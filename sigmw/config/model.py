@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from sigmw.config.diameter import DiameterNode, DiameterRoute
 from sigmw.sctp.timing import Timers
 
 
@@ -145,7 +146,7 @@ class HostPort:
 @dataclass(frozen=True, slots=True)
 class Node:
     name: str
-    diameter: DiameterIdentity | None = None
+    diameter: DiameterNode | None = None
     m3ua_point_code: str | None = None
 
 
@@ -155,6 +156,7 @@ class Config:
     listen: tuple[Listener, ...] = ()
     peers: tuple[Peer, ...] = ()
     ppid_routes: tuple[PpidRoute, ...] = ()
+    diameter_routes: tuple[DiameterRoute, ...] = ()
     metrics: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 9464))
     admin: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 9465))
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -20,6 +20,8 @@ E = TypeVar("E", bound=Enum)
 T = TypeVar("T")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
+Spec = dict[str, Callable[[yaml.Node, str], Any]]
+"""Readers of a mapping's keys, one per key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,3 +230,20 @@ def _kind(node: yaml.Node) -> str:
 def _suggest(word: str, allowed: list[str]) -> str:
     close = difflib.get_close_matches(word, allowed, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def read_fields(
+    r: Reader, node: yaml.Node, path: str, spec: Spec, required: tuple[str, ...] = ()
+) -> dict[str, Any] | None:
+    """Read the keys of a mapping with one reader each; None if anything was wrong."""
+    found = r.mapping(node, path, spec, required)
+    if found is None:
+        return None
+    before = len(r.problems)
+    out = {}
+    for key, value in found.items():
+        got = spec[key](value, f"{path}.{key}" if path else key)
+        if got is not None:
+            out[key] = got
+    missing = any(k not in found for k in required)
+    return None if len(r.problems) > before or missing else out

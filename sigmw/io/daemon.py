@@ -5,6 +5,7 @@ by PPID. One event loop; one SCTP endpoint per listener and per connect peer."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -15,9 +16,9 @@ from collections.abc import Coroutine
 from typing import Any
 
 from sigmw.config.loader import ConfigError, load_config
-from sigmw.config.model import Config, Peer, Protocol, SctpParams, Transport
+from sigmw.config.model import Config, Peer, Protocol, SctpParams
 from sigmw.core.errors import SigmwError
-from sigmw.io.endpoint import SctpEndpoint
+from sigmw.io.endpoints import Endpoint, endpoint_class
 from sigmw.io.handlers import Outgoing, ProtocolHandler
 from sigmw.io.kernel import kernel_advice, read_proc_sys
 from sigmw.io.transport import Message, Received
@@ -74,9 +75,9 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         self.manager = PeerManager(config, random.random)
         self.router = PpidRouter.from_config(config.ppid_routes)
-        self.listeners: dict[str, SctpEndpoint] = {}
-        self.dialers: dict[str, SctpEndpoint] = {}  # one endpoint per connect-role peer
-        self.where: dict[str, tuple[SctpEndpoint, int]] = {}  # peer -> (endpoint, assoc)
+        self.listeners: dict[str, Endpoint] = {}
+        self.dialers: dict[str, Endpoint] = {}  # one endpoint per connect-role peer
+        self.where: dict[str, tuple[Endpoint, int]] = {}  # peer -> (endpoint, assoc)
         self.accepted: dict[tuple[str, int], str] = {}  # (listener, assoc) -> peer
         self.tasks: set[asyncio.Task[None]] = set()
         self.timer: asyncio.TimerHandle | None = None
@@ -90,7 +91,8 @@ class Daemon:
     async def run(self, install_signals: bool = True) -> int:
         for lst in self.config.listen:
             addrs = [(a, lst.port) for a in lst.addresses]
-            ep = await SctpEndpoint.open(addrs, tuning_of(lst.sctp, endpoint=True))
+            opener = endpoint_class(lst.transport)  # TcpEndpoint for transport: tcp
+            ep: Endpoint = await opener.open(addrs, tuning_of(lst.sctp, endpoint=True))
             self.listeners[lst.name] = ep
             self._spawn(self._read(ep, listener=lst.name))
             emit("listening", listener=lst.name, addresses=list(lst.addresses), port=lst.port)
@@ -159,9 +161,7 @@ class Daemon:
             return
         if new.listen != self.config.listen:
             emit("reload_listeners_unchanged", note="listener changes need a restart")
-            new = Config(
-                new.node, self.config.listen, new.peers, new.ppid_routes, new.metrics, new.admin
-            )
+            new = dataclasses.replace(new, listen=self.config.listen)
         outputs = self.manager.reload(new, self.loop.time())
         # Goodbyes first, on the old endpoints, while they are still registered.
         self.perform([o for o in outputs if isinstance(o, act.Shutdown)])
@@ -210,7 +210,7 @@ class Daemon:
             ep = self.listeners[out.listener]
             self._spawn(ep.abort(out.assoc_id, b"sigmw: address not configured"))
 
-    def _endpoint_of(self, peer: str) -> SctpEndpoint | None:
+    def _endpoint_of(self, peer: str) -> Endpoint | None:
         found = self.where.get(peer)
         return found[0] if found else self.dialers.get(peer)
 
@@ -228,10 +228,11 @@ class Daemon:
                 lambda: self.perform(self.manager.assoc_event(name, failed, self.loop.time()))
             )
 
-    def _open_dialer(self, peer: Peer) -> SctpEndpoint:
+    def _open_dialer(self, peer: Peer) -> Endpoint:
         wildcard = "::" if any(":" in a for a in peer.addresses) else "0.0.0.0"
         local = [(a, 0) for a in peer.local_addresses] or [(wildcard, 0)]
-        ep = SctpEndpoint.open_now(local, tuning_of(peer.sctp, endpoint=True), listen=False)
+        opener = endpoint_class(peer.transport)
+        ep: Endpoint = opener.open_now(local, tuning_of(peer.sctp, endpoint=True), listen=False)
         self.dialers[peer.name] = ep
         self._spawn(self._read(ep, dialer=peer.name))
         return ep
@@ -273,7 +274,7 @@ class Daemon:
 
     # --- inputs --------------------------------------------------------------------
 
-    async def _read(self, ep: SctpEndpoint, listener: str = "", dialer: str = "") -> None:
+    async def _read(self, ep: Endpoint, listener: str = "", dialer: str = "") -> None:
         while True:
             try:
                 item = await ep.recv()
@@ -286,7 +287,7 @@ class Daemon:
             except Exception as exc:  # bad input is counted and logged, never fatal
                 emit("input_error", error=repr(exc))
 
-    async def _take(self, ep: SctpEndpoint, item: Received, listener: str, dialer: str) -> None:
+    async def _take(self, ep: Endpoint, item: Received, listener: str, dialer: str) -> None:
         now = self.loop.time()
         if isinstance(item, AssocChange):
             self.perform(self._assoc_change(ep, item, listener, dialer, now))
@@ -307,7 +308,7 @@ class Daemon:
                 await self._send_all(peer, replies)
 
     def _assoc_change(
-        self, ep: SctpEndpoint, note: AssocChange, listener: str, dialer: str, now: float
+        self, ep: Endpoint, note: AssocChange, listener: str, dialer: str, now: float
     ) -> list[act.Output]:
         up = note.state in (AssocChangeState.COMM_UP, AssocChangeState.RESTART)
         if dialer:
@@ -392,13 +393,6 @@ class Daemon:
 
 def run(config_path: str) -> int:
     config = load_config(config_path)
-    tcp = [x.name for x in config.listen if x.transport is not Transport.SCTP]
-    tcp += [p.name for p in config.peers if p.transport is not Transport.SCTP]
-    if tcp:
-        raise SigmwError(
-            f"transport tcp ({', '.join(tcp)}) is not served yet: it arrives "
-            "with the Diameter relay; use sctp for now"
-        )
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(message)s")
 
     async def main() -> int:

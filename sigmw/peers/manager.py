@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sigmw.config.model import Config, Peer, Role
+from sigmw.config.model import Config, Peer, Role, Transport
 from sigmw.peers import lifecycle as lc
 from sigmw.peers.actions import Connect, Log, Output, Refuse, SetPrimary, Shutdown, Tune
 from sigmw.peers.backoff import Backoff
@@ -96,8 +96,11 @@ class PeerManager:
     ) -> tuple[str | None, list[Output]]:
         """An association arrived on a listener: which accept-role peer is it, if any."""
         hosts = {host for host, _ in remote}
+        lst = next((x for x in self.config.listen if x.name == listener), None)
         for rt in self.peers.values():
             cfg = rt.config
+            if lst is not None and (cfg.protocol, cfg.transport) != (lst.protocol, lst.transport):
+                continue  # e.g. a TCP connection is not the same host's SCTP peer
             if cfg.role is Role.ACCEPT and hosts & set(cfg.addresses):
                 if rt.state is lc.State.UP and rt.assoc_id != note.assoc_id:
                     break  # a second association from a peer that has one: refuse it
@@ -234,6 +237,8 @@ class PeerManager:
         """A new (or restarted) association: tune it and pin the configured primary."""
         assert rt.assoc_id is not None
         cfg = rt.config
+        if cfg.transport is not Transport.SCTP:  # one path per TCP connection: nothing to pick
+            return [Tune(cfg.name, rt.assoc_id)]
         order = [(host, cfg.port) for host in cfg.addresses]
         rt.paths = PathSelector(order[0], cfg.sctp.failback.after, order)
         out: list[Output] = [Tune(cfg.name, rt.assoc_id)]

@@ -1,0 +1,337 @@
+"""The Diameter relay agent (RFC 6733 6), sans-IO.
+
+Requests from one peer leave on another with a new hop-by-hop id and a Route-
+Record naming the peer they came from; the pending table maps the new id back,
+so the answer returns to the client with the client's own id. Nothing is decoded
+beyond what `wire.scan` reads. Failures become answers from this node: 3005 on a
+loop, 3002 when no peer can deliver, 3004 when every candidate is over its
+pending bound, 5xxx for malformed requests.
+
+When the peer a request went to fails (transport down, or the watchdog leaves
+OKAY) every request pending on it is re-sent to an alternate peer with the T flag
+(RFC 6733 5.5.4) under a new hop-by-hop id: a late answer from the failed peer
+then matches nothing and is dropped, so the client gets exactly one answer. A
+request unanswered for Tx is re-sent once the same way, then answered 3002.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from sigmw.config.diameter import DiameterNode, DiameterRoute, RedirectPolicy
+from sigmw.diameter import local, wire
+from sigmw.diameter.codes import HEADER_LEN, Avp, ResultCode
+from sigmw.routing.diameter import NoPeer, RealmTable, Usable
+from sigmw.routing.streams import Spreader, session_stream
+
+_FAILURES = {
+    NoPeer.NO_ROUTE: (ResultCode.UNABLE_TO_DELIVER, "no route for this realm and application", b""),
+    NoPeer.NO_LIVE_PEER: (ResultCode.UNABLE_TO_DELIVER, "no peer of the route is up", b""),
+    NoPeer.ALL_BUSY: (ResultCode.TOO_BUSY, "every peer of the route is at its pending limit", b""),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """A message to send on a peer's association."""
+
+    peer: str
+    """Peer name."""
+    data: bytes
+    """One whole Diameter message."""
+    stream: int
+    """Outbound stream, always below the association's negotiated count."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    origin: str
+    """Peer the request came from."""
+    origin_hbh: int
+    """Its hop-by-hop id there."""
+    target: str
+    """Peer it was sent to."""
+    request: bytearray
+    """The bytes as forwarded (Route-Record appended), kept for re-sending."""
+    meta: wire.Scanned
+    """What the router read, to choose an alternate or answer locally."""
+    deadline: float
+    """When Tx expires."""
+    received: float
+    """When the request arrived (relay latency)."""
+    resent: bool = False
+    """Already re-sent once (failover or Tx)."""
+
+
+@dataclass(slots=True)
+class _Peer:
+    host: bytes
+    """Origin-Host learned in the capabilities exchange, lower-cased."""
+    outbound: int
+    """Negotiated outbound streams."""
+    usable: bool = True
+    """False while the watchdog says SUSPECT/DOWN."""
+    pending: int = 0
+    """Requests in flight to this peer."""
+
+
+class Relay:
+    def __init__(
+        self,
+        me: local.LocalIdentity,
+        node: DiameterNode,
+        routes: tuple[DiameterRoute, ...],
+        first_hop_by_hop: int = 1,
+    ) -> None:
+        self.me = me
+        self.node = node
+        self.table = RealmTable(routes)
+        self.peers: dict[str, _Peer] = {}
+        self._by_host: dict[bytes, str] = {}
+        self._pending: dict[int, _Pending] = {}  # insertion order == deadline order
+        self._next_hbh = first_hop_by_hop & 0xFFFFFFFF
+        self._tx = node.request_timeout / 1000
+        self._spread = Spreader()
+        self.stats: Counter[str] = Counter()
+        """Event counts by name: relayed, answered_locally_3002, unmatched_answer, ..."""
+        self.latencies: list[float] = []
+        """Request-in to answer-out times since last read (the daemon drains it)."""
+
+    # --- peers ----------------------------------------------------------------------
+
+    def peer_open(self, name: str, origin_host: bytes, outbound_streams: int) -> None:
+        self.peers[name] = _Peer(origin_host.lower(), outbound_streams)
+        self._by_host[origin_host.lower()] = name
+
+    def peer_usable(
+        self, name: str, usable: bool, now: float, move_pending: bool = True
+    ) -> list[Send]:
+        """The watchdog's verdict: on failover, move the peer's pending requests away
+        (not when the peer is only closing: its answers in flight still come)."""
+        peer = self.peers.get(name)
+        if peer is None or peer.usable == usable:
+            return []
+        peer.usable = usable
+        return self._fail_over(name, now) if not usable and move_pending else []
+
+    def peer_closed(self, name: str, now: float) -> list[Send]:
+        peer = self.peers.pop(name, None)
+        if peer is not None and self._by_host.get(peer.host) == name:
+            del self._by_host[peer.host]
+        return self._fail_over(name, now)
+
+    def set_routes(self, routes: tuple[DiameterRoute, ...]) -> None:
+        self.table = RealmTable(routes)
+
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def _usable(self, name: str) -> Usable:
+        peer = self.peers.get(name)
+        if peer is None or not peer.usable:
+            return Usable.DOWN
+        return Usable.BUSY if peer.pending >= self.node.max_pending else Usable.YES
+
+    # --- requests ---------------------------------------------------------------------
+
+    def on_request(self, origin: str, data: bytes, now: float) -> list[Send]:
+        try:
+            meta = wire.scan(data)
+        except wire.DiameterError as exc:
+            self.stats[f"malformed_{exc.result_code}"] += 1
+            return self._refuse_raw(origin, data, exc)
+        refusal = self._check(meta)
+        if refusal is not None:
+            return self._answer_locally(origin, meta, *refusal)
+        target = self._choose(meta, origin, frozenset((origin,)))
+        if isinstance(target, NoPeer):
+            return self._answer_locally(origin, meta, *_FAILURES[target])
+        msg = bytearray(data)
+        origin_host = self.peers[origin].host if origin in self.peers else b""
+        wire.append_avp(msg, wire.encode_avp(Avp.ROUTE_RECORD, origin_host))
+        pending = _Pending(origin, meta.header.hop_by_hop, target, msg, meta, now + self._tx, now)
+        self.stats["relayed_requests"] += 1
+        return [self._forward(pending)]
+
+    def _check(self, meta: wire.Scanned) -> tuple[int, str, bytes] | None:
+        """Why this node must answer the request itself, if it must."""
+        me = self.me.origin_host.lower()
+        if meta.destination_host is not None and meta.destination_host.lower() == me:
+            return ResultCode.APPLICATION_UNSUPPORTED, "a relay serves no application", b""
+        if me in (r.lower() for r in meta.route_records) or (
+            meta.origin_host is not None and meta.origin_host.lower() == me
+        ):
+            return ResultCode.LOOP_DETECTED, "this request has passed through here", b""
+        if meta.destination_realm is None:
+            missing = wire.encode_avp(Avp.DESTINATION_REALM, b"")
+            return ResultCode.MISSING_AVP, "Destination-Realm missing", missing
+        if not meta.header.flags & 0x40:  # P bit: a relay must not forward it
+            return ResultCode.UNABLE_TO_DELIVER, "request is not proxiable", b""
+        return None
+
+    def _choose(self, meta: wire.Scanned, origin: str, exclude: frozenset[str]) -> str | NoPeer:
+        host = meta.destination_host
+        if host is not None:
+            named = self._by_host.get(host.lower())
+            if named is not None and named not in exclude and self._usable(named) is Usable.YES:
+                return named
+        assert meta.destination_realm is not None  # checked before
+        return self.table.choose(
+            meta.destination_realm,
+            meta.header.app_id,
+            meta.origin_realm,
+            meta.session_id or meta.header.end_to_end.to_bytes(4, "big"),
+            self._usable,
+            exclude,
+        )
+
+    def _forward(self, p: _Pending) -> Send:
+        """Give the request a fresh hop-by-hop id and record it as pending."""
+        hbh = self._next_hbh
+        self._next_hbh = (hbh + 1) & 0xFFFFFFFF
+        wire.set_hop_by_hop(p.request, hbh)
+        self._pending[hbh] = p
+        target = self.peers[p.target]
+        target.pending += 1
+        return Send(p.target, bytes(p.request), self._stream(p.meta, target.outbound))
+
+    def _stream(self, meta: wire.Scanned, outbound: int) -> int:
+        if meta.session_id is not None:
+            return session_stream(meta.session_id, outbound)
+        return self._spread.stream(outbound)
+
+    # --- answers ----------------------------------------------------------------------
+
+    def on_answer(self, peer: str, data: bytes, now: float) -> list[Send]:
+        try:
+            header = wire.parse_header(data)
+        except wire.DiameterError as exc:  # nobody to answer an answer: counted, dropped
+            self.stats[f"malformed_answer_{exc.result_code}"] += 1
+            return []
+        p = self._pending.get(header.hop_by_hop)
+        if p is None or p.target != peer:
+            self.stats["unmatched_answers"] += 1
+            return []
+        if header.is_error and self.node.redirect is RedirectPolicy.FOLLOW:
+            redirected = self._follow_redirect(header.hop_by_hop, p, data)
+            if redirected is not None:
+                return [redirected]
+        self._done(header.hop_by_hop, p)
+        if p.origin not in self.peers:
+            self.stats["answers_for_gone_clients"] += 1
+            return []
+        msg = bytearray(data)
+        wire.set_hop_by_hop(msg, p.origin_hbh)
+        self.stats["relayed_answers"] += 1
+        self.latencies.append(now - p.received)
+        return [Send(p.origin, bytes(msg), self._stream(p.meta, self.peers[p.origin].outbound))]
+
+    def _done(self, hbh: int, p: _Pending) -> None:
+        del self._pending[hbh]
+        target = self.peers.get(p.target)
+        if target is not None:
+            target.pending -= 1
+
+    def _follow_redirect(self, hbh: int, p: _Pending, data: bytes) -> Send | None:
+        """3006 with a Redirect-Host that is a usable peer of ours: send the request there."""
+        try:
+            answer = wire.scan(data)
+        except wire.DiameterError:
+            return None
+        if answer.result_code != ResultCode.REDIRECT_INDICATION:
+            return None
+        for uri in answer.redirect_hosts:
+            name = self._by_host.get(wire.uri_host(uri).lower())
+            if name is not None and name != p.origin and self._usable(name) is Usable.YES:
+                self._done(hbh, p)
+                p.target = name
+                self.stats["redirects_followed"] += 1
+                return self._forward(p)
+        return None
+
+    # --- failures -----------------------------------------------------------------------
+
+    def _fail_over(self, failed: str, now: float) -> list[Send]:
+        out: list[Send] = []
+        for hbh, p in list(self._pending.items()):
+            if p.target == failed:
+                self._done(hbh, p)
+                out += self._resend(p, now, "failover")
+        return out
+
+    def _resend(self, p: _Pending, now: float, why: str) -> list[Send]:
+        """Re-send to an alternate peer with the T flag, or answer 3002 to the client."""
+        alternate = self._choose(p.meta, p.origin, frozenset((p.origin, p.target)))
+        if isinstance(alternate, NoPeer) or p.resent:
+            self.stats[f"{why}_unanswerable"] += 1
+            code, text = ResultCode.UNABLE_TO_DELIVER, f"{why}: no alternate peer"
+            if isinstance(alternate, NoPeer) and alternate is NoPeer.ALL_BUSY:
+                code = ResultCode.TOO_BUSY
+            return self._answer_locally(p.origin, _as_origin(p), code, text, b"")
+        self.stats[f"{why}_resent"] += 1
+        p.target, p.resent, p.deadline = alternate, True, now + self._tx
+        wire.set_retransmit(p.request)
+        return [self._forward(p)]
+
+    def on_timer(self, now: float) -> list[Send]:
+        """Tx expiry: the oldest pending requests first (dict order is deadline order)."""
+        out: list[Send] = []
+        while self._pending:
+            hbh, p = next(iter(self._pending.items()))
+            if p.deadline > now:
+                break
+            self._done(hbh, p)
+            out += self._resend(p, now, "timeout")
+        return out
+
+    def next_deadline(self) -> float | None:
+        for p in self._pending.values():
+            return p.deadline
+        return None
+
+    # --- local answers ------------------------------------------------------------------
+
+    def _answer_locally(
+        self, origin: str, meta: wire.Scanned, code: int, text: str, failed: bytes
+    ) -> list[Send]:
+        self.stats[f"answered_locally_{code}"] += 1
+        peer = self.peers.get(origin)
+        if peer is None:
+            return []
+        answer = local.error_answer(self.me, meta, code, text, failed)
+        return [Send(origin, answer, self._stream(meta, peer.outbound))]
+
+    def _refuse_raw(self, origin: str, data: bytes, exc: wire.DiameterError) -> list[Send]:
+        """A request whose AVPs cannot be walked: answer from its header alone."""
+        header = _loose_header(data)
+        if header is None or not header.is_request:
+            return []
+        meta = wire.Scanned(header)
+        return self._answer_locally(origin, meta, exc.result_code, str(exc), exc.failed_avp)
+
+
+def _as_origin(p: _Pending) -> wire.Scanned:
+    """The request as the client sent it: its hop-by-hop id, for a local answer."""
+    h = p.meta.header
+    meta = wire.Scanned(
+        wire.Header(h.version, h.length, h.flags, h.code, h.app_id, p.origin_hbh, h.end_to_end)
+    )
+    meta.session_id, meta.proxy_infos = p.meta.session_id, p.meta.proxy_infos
+    return meta
+
+
+def _loose_header(data: bytes) -> wire.Header | None:
+    """Header fields of a message too broken for parse_header, enough to answer it."""
+    if len(data) < HEADER_LEN:
+        return None
+    b = data
+    return wire.Header(
+        b[0],
+        int.from_bytes(b[1:4], "big"),
+        b[4] & 0xF0,
+        int.from_bytes(b[5:8], "big"),
+        int.from_bytes(b[8:12], "big"),
+        int.from_bytes(b[12:16], "big"),
+        int.from_bytes(b[16:20], "big"),
+    )

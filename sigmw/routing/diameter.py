@@ -1,0 +1,129 @@
+"""Diameter realm routing (sans-IO): which peer a request goes to.
+
+Rules are tried in file order; the first whose realm, application and origin
+realm match wins. Its peers are tried by priority (lowest first); among the
+usable peers of one priority the request goes to one chosen by weighted
+rendezvous hashing of its Session-Id, so a session stays on one peer while that
+peer is usable, and only the sessions of a failed peer move elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from itertools import groupby
+from zlib import crc32
+
+from sigmw.config.diameter import ANY, DiameterRoute, RouteTarget
+
+
+class Usable(Enum):
+    YES = "yes"
+    BUSY = "busy"
+    """Up, but over its pending bound: gets no new work."""
+    DOWN = "down"
+    """Not open, or the watchdog says SUSPECT/DOWN."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    realm: bytes | None
+    """Lower-cased; None for any."""
+    application: int | None
+    origin_realm: bytes | None
+    levels: tuple[tuple[RouteTarget, ...], ...]
+    """Targets grouped by priority, best first."""
+
+
+class NoPeer(Enum):
+    NO_ROUTE = "no_route"
+    NO_LIVE_PEER = "no_live_peer"
+    ALL_BUSY = "all_busy"
+
+
+def _lower(text: str | None) -> bytes | None:
+    return None if text is None or text == ANY else text.lower().encode()
+
+
+class RealmTable:
+    def __init__(self, routes: tuple[DiameterRoute, ...]) -> None:
+        self._rules = [
+            _Rule(
+                _lower(r.realm),
+                r.application,
+                _lower(r.origin_realm),
+                tuple(
+                    tuple(level)
+                    for _, level in groupby(
+                        sorted(r.to, key=lambda t: t.priority), key=lambda t: t.priority
+                    )
+                ),
+            )
+            for r in routes
+        ]
+
+    def _rule(self, realm: bytes, app_id: int, origin_realm: bytes | None) -> _Rule | None:
+        realm = realm.lower()
+        origin = origin_realm.lower() if origin_realm else None
+        for rule in self._rules:
+            if (
+                (rule.realm is None or rule.realm == realm)
+                and (rule.application is None or rule.application == app_id)
+                and (rule.origin_realm is None or rule.origin_realm == origin)
+            ):
+                return rule
+        return None
+
+    def choose(
+        self,
+        realm: bytes,
+        app_id: int,
+        origin_realm: bytes | None,
+        key: bytes,
+        usable: Callable[[str], Usable],
+        exclude: frozenset[str] = frozenset(),
+    ) -> str | NoPeer:
+        """The peer for a request with this session key, or why there is none."""
+        rule = self._rule(realm, app_id, origin_realm)
+        if rule is None:
+            return NoPeer.NO_ROUTE
+        busy = False
+        for level in rule.levels:
+            ready = []
+            for t in level:
+                if t.peer in exclude:
+                    continue
+                state = usable(t.peer)
+                if state is Usable.YES:
+                    ready.append(t)
+                elif state is Usable.BUSY:
+                    busy = True
+            if ready:
+                return ready[0].peer if len(ready) == 1 else _rendezvous(ready, key)
+        return NoPeer.ALL_BUSY if busy else NoPeer.NO_LIVE_PEER
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _mix(x: int) -> int:
+    """A 64-bit finaliser (splitmix64): crc32 alone is linear, too weak to rank peers."""
+    x = (x * 0x9E3779B97F4A7C15) & _MASK64
+    x ^= x >> 29
+    x = (x * 0xBF58476D1CE4E5B9) & _MASK64
+    return x ^ (x >> 32)
+
+
+def _rendezvous(targets: list[RouteTarget], key: bytes) -> str:
+    """Weighted rendezvous hashing: each peer's share is proportional to its weight,
+    and a peer's failure moves only its own sessions."""
+    base = crc32(key)
+    best, best_score = targets[0].peer, -1.0
+    for t in targets:
+        h = ((_mix(base ^ (crc32(t.peer.encode()) << 32)) >> 11) + 1) / 9007199254740993.0
+        score = t.weight / -math.log(h)
+        if score > best_score:
+            best, best_score = t.peer, score
+    return best
