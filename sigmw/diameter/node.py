@@ -57,6 +57,8 @@ class PeerInfo:
     realm: str
     dials: bool
     """True for role connect: sigmw dials it (it is our initiator connection)."""
+    addresses: frozenset[str] = frozenset()
+    """Where it may connect from; empty: anywhere."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,8 @@ class _Conn:
     """The peer it belongs to; None while anonymous or once let go."""
     deadline: float | None = None
     """An anonymous connection must deliver its CER by then."""
+    remote_ips: frozenset[str] = frozenset()
+    """The peer's addresses (checked against the configuration of the CER's host)."""
 
 
 @dataclass(slots=True)
@@ -180,10 +184,16 @@ class DiameterCore:
     # --- connections ------------------------------------------------------------------
 
     def connected(
-        self, conn: ConnId, peer: str | None, outbound: int, local_ips: list[str], now: float
+        self,
+        conn: ConnId,
+        peer: str | None,
+        outbound: int,
+        local_ips: list[str],
+        now: float,
+        remote_ips: frozenset[str] = frozenset(),
     ) -> list[Output]:
         """A transport connection is up: one we dialled to `peer`, or an accepted one."""
-        c = _Conn(conn, outbound, local_ips)
+        c = _Conn(conn, outbound, local_ips, remote_ips=remote_ips)
         self.conns[conn] = c
         if peer is None:
             c.deadline = now + self.node.capabilities_timeout / 1000
@@ -245,6 +255,10 @@ class DiameterCore:
         if name is None:
             host = caps.origin_host.decode(errors="replace")
             return self._refuse_cer(c, data, ResultCode.UNKNOWN_PEER, f"unknown peer {host}")
+        allowed = self.slots[name].info.addresses
+        if allowed and c.remote_ips and not c.remote_ips & allowed:
+            text = f"{caps.origin_host.decode(errors='replace')} from an address not configured"
+            return self._refuse_cer(c, data, ResultCode.UNKNOWN_PEER, text)
         if not self._common_apps(caps):
             return self._refuse_cer(c, data, ResultCode.NO_COMMON_APPLICATION, "no common app")
         slot = self.slots[name]

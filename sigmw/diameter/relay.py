@@ -62,6 +62,8 @@ class _Pending:
     """When the request arrived (relay latency)."""
     resent: bool = False
     """Already re-sent once (failover or Tx)."""
+    redirected: bool = False
+    """A redirect was followed: a second one is relayed (two agents could ping-pong)."""
 
 
 @dataclass(slots=True)
@@ -74,6 +76,8 @@ class _Peer:
     """False while the watchdog says SUSPECT/DOWN."""
     pending: int = 0
     """Requests in flight to this peer."""
+    identity: bytes = b""
+    """Origin-Host as received: Route-Record must be the same (RFC 6733 6.7.1)."""
 
 
 class Relay:
@@ -101,7 +105,7 @@ class Relay:
     # --- peers ----------------------------------------------------------------------
 
     def peer_open(self, name: str, origin_host: bytes, outbound_streams: int) -> None:
-        self.peers[name] = _Peer(origin_host.lower(), outbound_streams)
+        self.peers[name] = _Peer(origin_host.lower(), outbound_streams, identity=origin_host)
         self._by_host[origin_host.lower()] = name
 
     def peer_usable(
@@ -148,7 +152,7 @@ class Relay:
         if isinstance(target, NoPeer):
             return self._answer_locally(origin, meta, *_FAILURES[target])
         msg = bytearray(data)
-        origin_host = self.peers[origin].host if origin in self.peers else b""
+        origin_host = self.peers[origin].identity if origin in self.peers else b""
         wire.append_avp(msg, wire.encode_avp(Avp.ROUTE_RECORD, origin_host))
         pending = _Pending(origin, meta.header.hop_by_hop, target, msg, meta, now + self._tx, now)
         self.stats["relayed_requests"] += 1
@@ -214,7 +218,7 @@ class Relay:
             self.stats["unmatched_answers"] += 1
             return []
         if header.is_error and self.node.redirect is RedirectPolicy.FOLLOW:
-            redirected = self._follow_redirect(header.hop_by_hop, p, data)
+            redirected = self._follow_redirect(header.hop_by_hop, p, data, now)
             if redirected is not None:
                 return [redirected]
         self._done(header.hop_by_hop, p)
@@ -233,8 +237,10 @@ class Relay:
         if target is not None:
             target.pending -= 1
 
-    def _follow_redirect(self, hbh: int, p: _Pending, data: bytes) -> Send | None:
+    def _follow_redirect(self, hbh: int, p: _Pending, data: bytes, now: float) -> Send | None:
         """3006 with a Redirect-Host that is a usable peer of ours: send the request there."""
+        if p.redirected:
+            return None
         try:
             answer = wire.scan(data)
         except wire.DiameterError:
@@ -245,7 +251,8 @@ class Relay:
             name = self._by_host.get(wire.uri_host(uri).lower())
             if name is not None and name != p.origin and self._usable(name) is Usable.YES:
                 self._done(hbh, p)
-                p.target = name
+                # A fresh Tx also keeps the pending table in deadline order.
+                p.target, p.redirected, p.deadline = name, True, now + self._tx
                 self.stats["redirects_followed"] += 1
                 return self._forward(p)
         return None

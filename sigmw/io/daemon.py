@@ -18,6 +18,8 @@ from typing import Any
 from sigmw.config.loader import ConfigError, load_config
 from sigmw.config.model import Config, Peer, Protocol, SctpParams
 from sigmw.core.errors import SigmwError
+from sigmw.diameter.node import CloseConn
+from sigmw.io.diameter import ACCEPTED_PPIDS, TICK_S, DiameterService
 from sigmw.io.endpoints import Endpoint, endpoint_class
 from sigmw.io.handlers import Outgoing, ProtocolHandler
 from sigmw.io.kernel import kernel_advice, read_proc_sys
@@ -85,6 +87,11 @@ class Daemon:
         self._unrouted_logged: dict[int, float] = {}
         self.forward_failed = 0
         self.handlers = handlers or {}
+        self.diameter = (
+            DiameterService(config, self, self.loop.time) if _speaks_diameter(config) else None
+        )
+        self._listener_of: dict[Endpoint, str] = {}
+        self._diameter_eps: set[Endpoint] = set()  # listeners and dialers that speak Diameter
 
     # --- life cycle -----------------------------------------------------------------
 
@@ -94,6 +101,9 @@ class Daemon:
             opener = endpoint_class(lst.transport)  # TcpEndpoint for transport: tcp
             ep: Endpoint = await opener.open(addrs, tuning_of(lst.sctp, endpoint=True))
             self.listeners[lst.name] = ep
+            self._listener_of[ep] = lst.name
+            if lst.protocol is Protocol.DIAMETER:
+                self._diameter_eps.add(ep)
             self._spawn(self._read(ep, listener=lst.name))
             emit("listening", listener=lst.name, addresses=list(lst.addresses), port=lst.port)
         if install_signals:
@@ -101,6 +111,8 @@ class Daemon:
             self.loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
             self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         self._spawn(self._readouts())
+        if self.diameter is not None:
+            self._spawn(self._diameter_ticks())
         for advice in kernel_advice(read_proc_sys):
             emit("kernel_advice", advice=advice)
         self.perform(self.manager.start(self.loop.time()))
@@ -126,6 +138,8 @@ class Daemon:
 
     async def _goodbyes(self, wait_s: float) -> None:
         """The protocols' own goodbyes (DPR, ASPDN) before the SCTP SHUTDOWN, bounded."""
+        if self.diameter is not None:
+            await self.diameter.goodbye(wait_s)
         waiting = []
         for name, rt in self.manager.peers.items():
             handler = self.handlers.get(rt.config.protocol)
@@ -171,6 +185,8 @@ class Daemon:
                 self._retire(name)
         self.config = new
         self.router = PpidRouter.from_config(new.ppid_routes)
+        if self.diameter is not None:
+            self.diameter.reload(new)
         self.perform([o for o in outputs if not isinstance(o, act.Shutdown)])
 
     def _retire(self, name: str) -> None:
@@ -234,6 +250,8 @@ class Daemon:
         opener = endpoint_class(peer.transport)
         ep: Endpoint = opener.open_now(local, tuning_of(peer.sctp, endpoint=True), listen=False)
         self.dialers[peer.name] = ep
+        if peer.protocol is Protocol.DIAMETER:
+            self._diameter_eps.add(ep)
         self._spawn(self._read(ep, dialer=peer.name))
         return ep
 
@@ -289,8 +307,19 @@ class Daemon:
 
     async def _take(self, ep: Endpoint, item: Received, listener: str, dialer: str) -> None:
         now = self.loop.time()
+        if (
+            isinstance(item, Message)
+            and ep in self._diameter_eps
+            and self.diameter is not None
+            and item.ppid in ACCEPTED_PPIDS
+        ):  # the relay's hot path
+            await self.diameter.perform(self.diameter.message((ep, item.assoc_id), item))
+            return
         if isinstance(item, AssocChange):
-            self.perform(self._assoc_change(ep, item, listener, dialer, now))
+            if ep in self._diameter_eps and self.diameter is not None:
+                self.perform(self._diameter_assoc(ep, item, dialer, now))
+            else:
+                self.perform(self._assoc_change(ep, item, listener, dialer, now))
         elif isinstance(item, PeerAddrChange):
             name = dialer or self.accepted.get((listener, item.assoc_id))
             if name:
@@ -335,6 +364,68 @@ class Daemon:
             self.where.pop(name, None)
             self._down(name)
         return self.manager.assoc_event(name, note, now)
+
+    def _diameter_assoc(
+        self, ep: Endpoint, note: AssocChange, dialer: str, now: float
+    ) -> list[act.Output]:
+        """Diameter associations: the core decides who an accepted one belongs to (by
+        its CER), the manager keeps each peer's association life cycle."""
+        assert self.diameter is not None
+        conn = (ep, note.assoc_id)
+        up = note.state in (AssocChangeState.COMM_UP, AssocChangeState.RESTART)
+        restarted = note.state is AssocChangeState.RESTART
+        out: list[act.Output] = []
+        if dialer and up and self.diameter.core.is_open(dialer) and self.where.get(dialer) != conn:
+            self._spawn(self.diameter.perform([CloseConn(conn, "open on the peer's connection")]))
+            return out  # the peer dialled us first (or won the election): ours is surplus
+        if dialer:
+            if up:
+                self.where[dialer] = conn
+            elif self.where.get(dialer) == conn:
+                self.where.pop(dialer)
+            out = self.manager.assoc_event(dialer, note, now)
+        elif not up or restarted:
+            name = self.accepted.get((self._listener_of[ep], note.assoc_id))
+            if name is not None and not up:
+                del self.accepted[(self._listener_of[ep], note.assoc_id)]
+                if self.where.get(name) == conn:
+                    self.where.pop(name)
+            if name is not None:
+                out = self.manager.assoc_event(name, note, now)
+        svc = self.diameter
+        changes = svc.down(conn) if not up or restarted else []
+        if up:
+            changes += svc.up(conn, dialer or None, note.outbound_streams)
+        self._spawn(svc.perform(changes))
+        return out
+
+    # --- what the Diameter service asks of the daemon (io.diameter.Host) ---------------
+
+    def peer_conn(self, peer: str) -> tuple[Endpoint, int] | None:
+        return self.where.get(peer)
+
+    def bind(self, conn: tuple[Endpoint, int], peer: str) -> None:
+        ep, assoc = conn
+        listener = self._listener_of.get(ep)
+        if listener is None:
+            return  # our own dial: the manager tracks it already
+        self.accepted[(listener, assoc)] = peer
+        self.where[peer] = conn
+        self.perform(self.manager.adopt(peer, assoc, self.loop.time()))
+
+    def hold(self, peer: str) -> None:
+        self.perform(self.manager.hold(peer, self.loop.time()))
+
+    def emit(self, event: str, /, **fields: object) -> None:
+        emit(event, **fields)
+
+    async def _diameter_ticks(self) -> None:
+        assert self.diameter is not None
+        while True:
+            await asyncio.sleep(TICK_S)
+            outputs = self.diameter.tick()
+            if outputs:
+                await self.diameter.perform(outputs)
 
     def _down(self, peer: str) -> None:
         handler = self._handler_of(peer)
@@ -399,3 +490,8 @@ def run(config_path: str) -> int:
         return await Daemon(config_path, config).run()
 
     return asyncio.run(main())
+
+
+def _speaks_diameter(config: Config) -> bool:
+    protocols = [x.protocol for x in config.listen] + [p.protocol for p in config.peers]
+    return Protocol.DIAMETER in protocols

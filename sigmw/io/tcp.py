@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
 import socket
 import struct
 from collections import deque
@@ -36,6 +37,8 @@ from sigmw.sctp.notifications import AssocChange
 from sigmw.sctp.options import SctpTuning
 from sigmw.sctp.structs import PathInfo
 
+_IDS = itertools.count(1 << 24)
+"""Connection ids, above the kernel SCTP ids of the same process."""
 GRACE_S = 0.5
 """After a framing error: time for the protocol layer's answer to leave before we close."""
 CLOSE_TIMEOUT_S = 5.0
@@ -224,7 +227,6 @@ class TcpEndpoint:
         self._serving: set[asyncio.Task[None]] = set()
         self._dialing: set[asyncio.Task[None]] = set()
         self._tuning = SctpTuning()
-        self._next_id = 1
         self._closed = False
 
     @classmethod
@@ -284,8 +286,9 @@ class TcpEndpoint:
         return _Connection(self, self._new_id())
 
     def _new_id(self) -> int:
-        assoc_id, self._next_id = self._next_id, self._next_id + 1
-        return assoc_id
+        # Unique across endpoints, as the kernel's SCTP ids are: the peer manager tells
+        # a peer's associations apart by id alone, whichever endpoint they live on.
+        return next(_IDS)
 
     def _spawn(self, tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
         task = self._loop.create_task(coro)

@@ -28,6 +28,7 @@ class Event(enum.Enum):
     RESTART = "restart"
     RETRY_TIMER = "retry_timer"
     STOP = "stop"
+    ADOPT = "adopt"  # a protocol bound an association the peer dialled in to this peer
 
 
 class Action(enum.Enum):
@@ -63,11 +64,17 @@ CONNECT_ROLE: dict[tuple[State, Event], Row] = {
     (S.UP, E.STOP): ((A.SHUTDOWN,), S.STOPPING),
     (S.STOPPING, E.SHUTDOWN_COMP): ((), S.STOPPED),
     (S.STOPPING, E.COMM_LOST): ((), S.STOPPED),
+    # Diameter election or a CER from a peer we were about to dial: its association is kept.
+    (S.CONNECTING, E.ADOPT): ((A.RESET_BACKOFF, A.TUNE), S.UP),
+    (S.WAITING, E.ADOPT): ((A.CANCEL_RETRY, A.RESET_BACKOFF, A.TUNE), S.UP),
+    (S.UP, E.ADOPT): ((A.TUNE,), S.UP),
 }
 
 ACCEPT_ROLE: dict[tuple[State, Event], Row] = {
     (S.IDLE, E.START): ((), S.IDLE),
     (S.IDLE, E.COMM_UP): ((A.TUNE,), S.UP),
+    (S.IDLE, E.ADOPT): ((A.TUNE,), S.UP),  # identified by its CER, not its address
+    (S.UP, E.ADOPT): ((A.TUNE,), S.UP),  # a new CER after an SCTP restart
     (S.UP, E.COMM_LOST): ((), S.IDLE),
     (S.UP, E.SHUTDOWN_COMP): ((), S.IDLE),
     (S.UP, E.RESTART): ((A.TUNE, A.PEER_RESTARTED), S.UP),

@@ -43,6 +43,8 @@ class PeerRuntime:
     attempts: int = 0
     refused: int = 0
     history: list[str] = field(default_factory=list)
+    held: bool = False
+    """Stopped at the peer's request (Diameter DO_NOT_WANT_TO_TALK_TO_YOU) until reload."""
     last_readout: dict[Address, PathInfo] = field(default_factory=dict)
     """Latest state, srtt, rto, cwnd and mtu of each path of the current association."""
 
@@ -90,6 +92,27 @@ class PeerManager:
             return self._fire(rt, event, now)
         except lc.UnexpectedEvent as exc:
             return [Log("unexpected_event", {"peer": peer, "detail": str(exc)})]
+
+    def adopt(self, peer: str, assoc_id: int, now: float) -> list[Output]:
+        """A protocol identified an association as `peer`'s (Diameter: by the CER's
+        Origin-Host, or by winning an election): track it from now on."""
+        rt = self.peers.get(peer)
+        if rt is None:
+            return []
+        rt.assoc_id = assoc_id
+        try:
+            return self._fire(rt, lc.Event.ADOPT, now)
+        except lc.UnexpectedEvent as exc:
+            return [Log("unexpected_event", {"peer": peer, "detail": str(exc)})]
+
+    def hold(self, peer: str, now: float) -> list[Output]:
+        """Stop reconnecting `peer` until the next reload (it asked us not to talk)."""
+        rt = self.peers.get(peer)
+        if rt is None or rt.state in (lc.State.STOPPED, lc.State.STOPPING):
+            return []
+        rt.held = True
+        out = self._fire(rt, lc.Event.STOP, now)
+        return [*out, Log("peer_held", {"peer": peer, "until": "reload"})]
 
     def incoming(
         self, listener: str, note: AssocChange, remote: list[Address], now: float
@@ -169,12 +192,13 @@ class PeerManager:
                 },
             )
         ]
-        for name in (*plan.removed, *(p.name for p in plan.changed)):
+        held = [n for n in plan.unchanged if self.peers[n].held]
+        for name in (*plan.removed, *(p.name for p in plan.changed), *held):
             rt = self.peers.pop(name)
             if rt.state not in (lc.State.STOPPED, lc.State.STOPPING):
                 out += self._fire(rt, lc.Event.STOP, now)
         self.config = new
-        for peer in (*plan.added, *plan.changed):
+        for peer in (*plan.added, *plan.changed, *(p for p in new.peers if p.name in held)):
             rt = self._runtime(peer)
             self.peers[peer.name] = rt
             out += self._fire(rt, lc.Event.START, now)

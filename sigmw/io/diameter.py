@@ -1,0 +1,173 @@
+"""The Diameter relay inside the daemon: a thin adapter around the sans-IO
+DiameterCore. It names connections (endpoint, association), feeds the core
+connection events, messages and a periodic tick, and performs its outputs:
+sends (PPID 46, never 0), closes, binding an accepted connection to its peer,
+and holding a peer that asked not to be reconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol as TypingProtocol
+
+from sigmw.config.model import Config, Protocol, Role
+from sigmw.core.errors import SigmwError
+from sigmw.diameter import local
+from sigmw.diameter.node import (
+    BindConn,
+    CloseConn,
+    DiameterCore,
+    HoldPeer,
+    Note,
+    Output,
+    PeerInfo,
+    SendOn,
+)
+from sigmw.diameter.relay import Send
+from sigmw.io.endpoints import Endpoint
+from sigmw.io.transport import Message
+
+log = logging.getLogger("sigmw")
+DIAMETER_PPID = 46
+ACCEPTED_PPIDS = frozenset((46, 0))
+"""freeDiameter sends PPID 0: accepted from peers, never sent."""
+TICK_S = 0.1
+"""Resolution of the Diameter timers (Tw, Tx, CER/CEA/DPA waits): all are seconds long."""
+
+Conn = tuple[Endpoint, int]
+
+
+class Host(TypingProtocol):
+    """What the adapter needs of the daemon."""
+
+    def peer_conn(self, peer: str) -> Conn | None:
+        """The (endpoint, association) a bound peer is reached on."""
+        ...
+
+    def bind(self, conn: Conn, peer: str) -> None:
+        """An accepted (or elected) connection now belongs to `peer`."""
+        ...
+
+    def hold(self, peer: str) -> None:
+        """Do not reconnect `peer` until the configuration is reloaded."""
+        ...
+
+    def emit(self, event: str, /, **fields: object) -> None: ...
+
+
+def identity_of(config: Config) -> local.LocalIdentity:
+    d = config.node.diameter
+    if d is None:
+        raise SigmwError("diameter peers need node.diameter: {origin_host, origin_realm}")
+    return local.LocalIdentity(
+        origin_host=d.host.encode(),
+        origin_realm=d.realm.encode(),
+        origin_state_id=int(time.time()) & 0xFFFFFFFF,
+        vendor_id=d.vendor_id,
+        product_name=d.product_name,
+        auth_apps=d.auth_applications,
+        acct_apps=d.acct_applications,
+        vendor_apps=tuple(local.VendorApp(v.vendor, v.auth, v.acct) for v in d.vendor_applications),
+        supported_vendors=d.supported_vendors,
+    )
+
+
+def peers_of(config: Config) -> list[PeerInfo]:
+    return [
+        PeerInfo(
+            p.name,
+            p.diameter.host,
+            p.diameter.realm,
+            p.role is Role.CONNECT,
+            frozenset(p.addresses),
+        )
+        for p in config.peers
+        if p.protocol is Protocol.DIAMETER and p.diameter is not None
+    ]
+
+
+class DiameterService:
+    def __init__(self, config: Config, host: Host, now: Callable[[], float]) -> None:
+        assert config.node.diameter is not None
+        self.host = host
+        self.now = now
+        first_id = int.from_bytes(os.urandom(4), "big")
+        self.core = DiameterCore(
+            identity_of(config),
+            config.node.diameter,
+            peers_of(config),
+            config.diameter_routes,
+            random.Random().random,
+            first_id,
+        )
+
+    def reload(self, config: Config) -> None:
+        self.core.reconfigure(peers_of(config), config.diameter_routes)
+
+    # --- inputs -------------------------------------------------------------------
+
+    def up(self, conn: Conn, peer: str | None, outbound: int) -> list[Output]:
+        ep, assoc = conn
+        try:
+            ips = [host for host, _ in ep.local_addresses(assoc)]
+            remote = frozenset(host for host, _ in ep.peer_addresses(assoc))
+        except (SigmwError, OSError):
+            ips, remote = [], frozenset()
+        return self.core.connected(conn, peer, outbound, ips, self.now(), remote)
+
+    def down(self, conn: Conn) -> list[Output]:
+        return self.core.disconnected(conn, self.now())
+
+    def message(self, conn: Conn, msg: Message) -> list[Output]:
+        return self.core.received(conn, msg.data, self.now())
+
+    def tick(self) -> list[Output]:
+        return self.core.timer(self.now())
+
+    # --- outputs --------------------------------------------------------------------
+
+    async def perform(self, outputs: Iterable[Output]) -> None:
+        """Carry out the core's outputs in order (a CEA leaves before its close)."""
+        for out in outputs:
+            if isinstance(out, Send):
+                target = self.host.peer_conn(out.peer)
+                if target is not None:
+                    await self._send(target, out.data, out.stream)
+            elif isinstance(out, SendOn):
+                await self._send(out.conn, out.data, out.stream)  # type: ignore[arg-type]
+            elif isinstance(out, CloseConn):
+                await self._close(out.conn)  # type: ignore[arg-type]
+            elif isinstance(out, BindConn):
+                self.host.bind(out.conn, out.peer)  # type: ignore[arg-type]
+            elif isinstance(out, HoldPeer):
+                self.host.hold(out.peer)
+            elif isinstance(out, Note):
+                self.host.emit(out.event, **out.fields)
+
+    async def goodbye(self, wait_s: float) -> None:
+        """SIGTERM: DPR to every open peer, then wait (bounded) for their DPAs."""
+        await self.perform(self.core.stop(self.now()))
+        deadline = self.now() + wait_s
+        while self.core.closing() and self.now() < deadline:
+            await asyncio.sleep(0.02)
+        for peer in self.core.closing():
+            self.host.emit("goodbye_unanswered", peer=peer)
+
+    async def _close(self, conn: Conn) -> None:
+        ep, assoc = conn
+        with contextlib.suppress(SigmwError, OSError):  # already gone
+            await ep.shutdown(assoc)
+
+    async def _send(self, conn: Conn, data: bytes, stream: int) -> None:
+        ep, assoc = conn
+        try:
+            await ep.send(data, assoc, stream, DIAMETER_PPID)
+        except (SigmwError, OSError) as exc:  # gone meanwhile: its disconnect follows
+            self.core.relay.stats["send_failed"] += 1
+            self.host.emit("send_failed", assoc=assoc, error=str(exc))
