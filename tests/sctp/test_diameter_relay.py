@@ -1,0 +1,133 @@
+"""sigmw as a Diameter relay over real kernel SCTP: PPID 46 on everything it sends,
+CER/CEA/DWR/DPR on stream 0, each session on one stream of the association it
+leaves on (below the negotiated count), answers matched end to end."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from diameter.message import Message
+
+from sigmw.config.loader import load_config
+from sigmw.io.daemon import Daemon
+from tests.diameter_node import DiameterTestClient, DiameterTestServer, avp_value, result_code
+
+pytestmark = pytest.mark.sctp
+RELAY, SERVER, CLIENT = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+PORT = 3868
+
+
+def config(server_port: int, streams: int = 8) -> str:
+    return f"""\
+node:
+  name: relay-sctp
+  diameter: {{origin_host: relay.test, origin_realm: test, watchdog: 3s, request_timeout: 20s}}
+listen:
+  - {{name: dia, protocol: diameter, transport: sctp, addresses: [{RELAY}], port: {PORT}}}
+peers:
+  - name: server
+    protocol: diameter
+    transport: sctp
+    role: connect
+    addresses: [{SERVER}]
+    port: {server_port}
+    diameter: {{host: server.test, realm: srv.test}}
+    sctp: {{streams: {{outbound: {streams}, inbound: {streams}}}}}
+  - {{name: client, protocol: diameter, transport: sctp, role: accept, addresses: [{CLIENT}],
+     port: 1, diameter: {{host: client.test, realm: test}}}}
+routes:
+  diameter:
+    - {{realm: srv.test, peers: [server]}}
+"""
+
+
+@pytest.fixture
+async def relay(tmp_path: Path) -> AsyncIterator[tuple[Daemon, DiameterTestServer]]:
+    server = DiameterTestServer("server.test", "srv.test")
+    port = await server.listen_sctp([(SERVER, 0)])
+    path = tmp_path / "peers.yaml"
+    path.write_text(config(port))
+    daemon = Daemon(str(path), load_config(path))
+    running = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        async with asyncio.timeout(30):
+            while not (daemon.diameter and daemon.diameter.core.is_open("server")):
+                await asyncio.sleep(0.05)
+        yield daemon, server
+    finally:
+        daemon.stop_requested.set()
+        await asyncio.wait_for(running, 30)
+        await server.close()
+
+
+def session_request(client: DiameterTestClient, session: str, number: int) -> Message:
+    ccr = client.ccr("srv.test")
+    ccr.session_id = session
+    ccr.cc_request_number = number
+    return ccr
+
+
+async def test_streams_and_ppid_of_relayed_traffic(
+    relay: tuple[Daemon, DiameterTestServer],
+) -> None:
+    _, server = relay
+    client = DiameterTestClient("client.test", "test")
+    outbound = await client.connect_sctp([(RELAY, PORT)], [(CLIENT, 0)])
+    cea = await client.capabilities_exchange()
+    assert result_code(cea) == 2001
+    # 12 sessions x 4 requests, the client spraying them over its streams round robin.
+    sessions = [f"client.test;{i}" for i in range(12)]
+    answers = await asyncio.gather(
+        *(client.request(session_request(client, s, n)) for n in range(4) for s in sessions)
+    )
+    assert [result_code(a) for a in answers] == [2001] * 48
+
+    # At the server: sigmw's CER on stream 0, every message PPID 46, each session on one
+    # stream in 1..7 (8 negotiated), in request-number order.
+    from_sigmw = server.received
+    assert from_sigmw[0].code == 257 and from_sigmw[0].stream == 0
+    assert {r.ppid for r in from_sigmw} == {46}
+    streams: dict[object, set[int | None]] = defaultdict(set)
+    order: dict[object, list[object]] = defaultdict(list)
+    for r in server.requests:
+        sid = avp_value(r.message, 263)
+        streams[sid].add(r.stream)
+        order[sid].append(avp_value(r.message, 415))
+    assert all(len(s) == 1 for s in streams.values())
+    used = set().union(*streams.values())
+    assert used <= set(range(1, 8)) and len(used) > 1  # spread, never stream 0 or >= 8
+    assert all(numbers == sorted(numbers) for numbers in order.values())
+
+    # At the client: answers PPID 46, each session's answers on one stream below its count.
+    back = [r for r in client.received if not r.is_request and r.code == 272]
+    assert {r.ppid for r in back} == {46}
+    by_session: dict[object, set[int | None]] = defaultdict(set)
+    for r in back:
+        by_session[avp_value(r.message, 263)].add(r.stream)
+    assert all(len(s) == 1 for s in by_session.values())
+    assert all(0 < next(iter(s)) < outbound for s in by_session.values())  # type: ignore[operator]
+    dpa = await client.disconnect()
+    assert result_code(dpa) == 2001
+    await client.close()
+
+
+async def test_watchdog_on_stream_0_and_dpr_on_stop(
+    relay: tuple[Daemon, DiameterTestServer],
+) -> None:
+    daemon, server = relay
+    async with asyncio.timeout(30):  # Tw is 3 s (+- 0.75): a DWR comes on stream 0
+        while not any(r.code == 280 and r.is_request for r in server.received):
+            await asyncio.sleep(0.1)
+    dwr = next(r for r in server.received if r.code == 280)
+    assert (dwr.stream, dwr.ppid) == (0, 46)
+    daemon.stop_requested.set()
+    async with asyncio.timeout(30):
+        while not any(r.code == 282 and r.is_request for r in server.received):
+            await asyncio.sleep(0.05)
+    dpr = next(r for r in server.received if r.code == 282)
+    assert (dpr.stream, dpr.ppid) == (0, 46)
+    assert avp_value(dpr.message, 273) == 0  # REBOOTING: come back when we do
