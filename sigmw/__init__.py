@@ -1,3 +1,3 @@
 """sigmw: signaling middleware over SCTP."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

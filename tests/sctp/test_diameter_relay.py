@@ -131,3 +131,33 @@ async def test_watchdog_on_stream_0_and_dpr_on_stop(
     dpr = next(r for r in server.received if r.code == 282)
     assert (dpr.stream, dpr.ppid) == (0, 46)
     assert avp_value(dpr.message, 273) == 0  # REBOOTING: come back when we do
+
+
+async def test_malformed_requests_answered_and_association_kept(
+    relay: tuple[Daemon, DiameterTestServer],
+) -> None:
+    daemon, _ = relay
+    client = DiameterTestClient("client.test", "test")
+    await client.connect_sctp([(RELAY, PORT)], [(CLIENT, 0)])
+    await client.capabilities_exchange()
+    assert client.conn is not None
+    good = session_request(client, "client.test;bad", 0)
+    raw = bytearray(good.as_bytes())
+    # The first AVP (Session-Id) claims 4000 bytes: RFC 6733 7.1.5, answer 5014 + Failed-AVP.
+    raw[25:28] = (4000).to_bytes(3, "big")
+    e2e = good.header.end_to_end_identifier
+    await client.conn.send(bytes(raw), 1)
+    await client.conn.send(b"\x01\x00\x00", 1)  # not even a header: counted, dropped
+    async with asyncio.timeout(30):
+        while not any(r.message.header.end_to_end_identifier == e2e for r in client.received):
+            await asyncio.sleep(0.05)
+    answer = next(
+        r.message for r in client.received if r.message.header.end_to_end_identifier == e2e
+    )
+    assert result_code(answer) == 5014 and avp_value(answer, 279) is not None  # Failed-AVP
+    # The association and the relay go on as before.
+    ok = await client.request(session_request(client, "client.test;after", 0))
+    assert result_code(ok) == 2001
+    stats = daemon.diameter.core.relay.stats if daemon.diameter else None
+    assert stats is not None and stats["malformed_5014"] == 1 and stats["malformed_short"] == 1
+    await client.close()

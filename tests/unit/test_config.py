@@ -46,7 +46,11 @@ def test_shipped_example_is_valid() -> None:
     assert hss1.sctp.rto == m.Rto(initial=200, min=100, max=500)
     assert hss1.sctp.failback.after == 5000
     assert hss1.reconnect == m.Reconnect(1000, 30000, 0.2)
-    assert [r.to for r in config.ppid_routes] == [("hss1",), ("lab-b", "lab-c")]
+    assert [r.to for r in config.ppid_routes] == [("lab-b", "lab-c")]
+    s6a, shared = config.diameter_routes
+    assert (s6a.realm, s6a.application) == ("example.net", 16777251)
+    assert [(t.peer, t.priority) for t in s6a.to] == [("hss1", 1), ("hss2", 2)]
+    assert [(t.peer, t.priority, t.weight) for t in shared.to] == [("hss1", 1, 2), ("hss2", 1, 1)]
     assert config.metrics == m.HostPort("127.0.0.1", 9464)
     assert all(not warnings(p) for p in config.peers)  # the example is sound
 
