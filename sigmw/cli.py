@@ -27,11 +27,22 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from sigmw.config.loader import load_config
+    from sigmw.config.model import Transport
     from sigmw.io.daemon import run
     from sigmw.io.kernel import check_sctp
 
-    check_sctp()
+    config = load_config(args.config)
+    transports = [x.transport for x in config.listen] + [p.transport for p in config.peers]
+    if Transport.SCTP in transports:
+        check_sctp()  # a TCP-only Diameter relay runs without kernel SCTP
     return run(args.config)
+
+
+def _bench(argv: Sequence[str]) -> int:
+    from sigmw.bench import main as bench_main
+
+    return bench_main(list(argv))
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -56,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the relay daemon (SIGHUP reloads, SIGTERM stops)")
     run.add_argument("-c", "--config", default="peers.yaml")
     run.set_defaults(func=_run)
+    sub.add_parser(  # its options are sigmw.bench's own: `sigmw bench --help`
+        "bench",
+        help="Diameter relay benchmark: sigmw and freeDiameterd side by side "
+        "(throughput, latency, CPU per request)",
+        add_help=False,
+    )
     demo = sub.add_parser(
         "demo",
         help="watch a multihomed SCTP association survive a path failure "
@@ -68,8 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        if argv[:1] == ["bench"]:
+            return _bench(argv[1:])
+        args = build_parser().parse_args(argv)
         return int(args.func(args))
     except SigmwError as exc:
         print(f"sigmw: error: {exc}", file=sys.stderr)

@@ -206,7 +206,10 @@ def _config(r: Reader, root: yaml.Node) -> m.Config | None:
         else []
     )
     peers = (
-        [_fields(r, n, p, peer_spec, (*needed, "role")) for p, n in r.items(top["peers"], "peers")]
+        [
+            _fields(r, n, p, peer_spec, (*needed[:-1], "role"))  # port: connect peers only
+            for p, n in r.items(top["peers"], "peers")
+        ]
         if "peers" in top
         else []
     )
@@ -229,7 +232,7 @@ def _config(r: Reader, root: yaml.Node) -> m.Config | None:
 
 
 def _peer(fields: dict[str, Any]) -> m.Peer:
-    return m.Peer(**fields)
+    return m.Peer(**{"port": 0, **fields})  # an accept peer's own port is not ours to know
 
 
 def _routes(r: Reader, node: yaml.Node) -> tuple[list[m.PpidRoute], list[DiameterRoute]] | None:
@@ -283,6 +286,8 @@ def _cross_checks(r: Reader, c: m.Config) -> None:
             )
         if p.protocol is m.Protocol.DIAMETER and p.diameter is None:
             r.error_at(path, "a diameter peer needs diameter: {host, realm}")
+        if p.role is m.Role.CONNECT and not p.port:
+            r.error_at(path, "a connect peer needs the port to connect to")
         if p.reconnect.initial > p.reconnect.max:
             r.error_at(f"{path}.reconnect", "need initial <= max")
     names = {p.name for p in c.peers}

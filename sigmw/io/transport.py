@@ -45,7 +45,7 @@ RETRY_DELAY = 0.005  # writable but still EAGAIN (per-association buffers): back
 _GONE = (errno.EPIPE, errno.ENOENT, errno.ECONNRESET, errno.ESHUTDOWN)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per received message, and frozen __init__ costs 5x
 class Message:
     """One complete user message received on an association."""
 

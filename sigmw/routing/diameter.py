@@ -83,7 +83,7 @@ class RealmTable:
         origin_realm: bytes | None,
         key: bytes,
         usable: Callable[[str], Usable],
-        exclude: frozenset[str] = frozenset(),
+        exclude: tuple[str, ...] = (),
     ) -> str | NoPeer:
         """The peer for a request with this session key, or why there is none."""
         rule = self._rule(realm, app_id, origin_realm)

@@ -25,6 +25,7 @@ Facts this relies on (measured; docs/testbed.md has the list):
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import subprocess
 import time
@@ -98,8 +99,7 @@ class FreeDiameter:
     dump_messages: bool = False
     """Load dbg_msg_dumps to log every message in full (verbose: for debugging)."""
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
-    _host: Host | None = field(default=None, init=False, repr=False)
-    _added: list[str] = field(default_factory=list, init=False, repr=False)
+    _added: AddedAddresses | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.tw < MIN_TW:
@@ -147,7 +147,7 @@ class FreeDiameter:
             f"TwTimer = {self.tw};  # watchdog interval (>= 6 s)",
             f"TcTimer = {self.tc};  # reconnect soon after a test peer restarts",
             f"SCTP_streams = {self.streams};",
-            "No_IPv6;  # tests use IPv4; avoids advertising link-local addresses in CER",
+            "No_IPv6;  # the test topologies are IPv4",
             *(["No_SCTP;"] if not self.sctp else []),
             *(["No_TCP;"] if not self.tcp else []),
             *(["NoRelay;  # answer 3002 rather than forward"] if not self.relay else []),
@@ -172,9 +172,13 @@ class FreeDiameter:
         """Write the files, add missing listen addresses, start and wait until it listens."""
         if self._proc is not None:
             raise FreeDiameterError("freeDiameterd is already running")
+        if shutil.which("freeDiameterd") is None or not (EXTENSIONS / "acl_wl.fdx").exists():
+            raise FreeDiameterError(
+                "freeDiameterd or its extensions are missing: run 'bash scripts/install-testbed.sh'"
+                " (Debian packages freediameter, freediameter-extensions)"
+            )
         self.write_files()
-        self._host = host
-        self._ensure_addresses()
+        self._added = add_local_addresses(host, self.listen_addresses)
         argv = ["freeDiameterd", "-c", str(self.conf_path)]
         with self.log_path.open("wb") as out:
             options: dict[str, Any] = {"stdout": out, "stderr": subprocess.STDOUT}
@@ -239,7 +243,9 @@ class FreeDiameter:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 status = proc.wait()
-        self._remove_addresses()
+        if self._added is not None:
+            remove_local_addresses(self._added)
+            self._added = None
         return status
 
     def __enter__(self) -> FreeDiameter:
@@ -253,41 +259,50 @@ class FreeDiameter:
     ) -> None:
         self.stop()
 
-    # --- addresses ------------------------------------------------------------------
 
-    def _ip(self, *args: str) -> subprocess.CompletedProcess[str]:
-        argv = ("ip", *args)
-        if self._host is not None:
-            return self._host.run(*argv)
-        return subprocess.run(argv, capture_output=True, text=True, check=False)
+@dataclass(frozen=True, slots=True)
+class AddedAddresses:
+    """What add_local_addresses changed, so remove_local_addresses can undo exactly that."""
 
-    def _ensure_addresses(self) -> None:
-        """Add each listen address this namespace lacks as a /32 (dummy device, else lo)."""
-        present = self._ip("-o", "addr", "show").stdout
-        missing = [a for a in self.listen_addresses if f" {a}/" not in present]
-        if not missing:
-            return
-        dev = DUMMY_DEV
-        if self._ip("link", "show", DUMMY_DEV).returncode != 0:
-            made = self._ip("link", "add", DUMMY_DEV, "type", "dummy").returncode == 0
-            if made:
-                self._added.append(f"dev:{DUMMY_DEV}")
-                _check(self._ip("link", "set", DUMMY_DEV, "up"))
-            else:  # no dummy module in this kernel: an address on lo works as well
-                dev = "lo"
-        for address in missing:
-            _check(self._ip("addr", "add", f"{address}/32", "dev", dev))
-            self._added.append(f"addr:{address}/32:{dev}")
+    host: Host | None
+    addresses: tuple[tuple[str, str], ...] = ()
+    """(address/32, device) pairs added."""
+    device: str | None = None
+    """The dummy device, if it was created here."""
 
-    def _remove_addresses(self) -> None:
-        for item in reversed(self._added):
-            kind, _, rest = item.partition(":")
-            if kind == "dev":
-                self._ip("link", "del", rest)
-            else:
-                address, _, dev = rest.partition(":")
-                self._ip("addr", "del", address, "dev", dev)
-        self._added.clear()
+
+def _ip(host: Host | None, *args: str) -> subprocess.CompletedProcess[str]:
+    if host is not None:
+        return host.run("ip", *args)
+    return subprocess.run(("ip", *args), capture_output=True, text=True, check=False)
+
+
+def add_local_addresses(host: Host | None, addresses: Sequence[str]) -> AddedAddresses:
+    """Give the namespace each address it lacks, as a /32 on a dummy device (or on lo
+    when the kernel has no dummy module: freeDiameterd accepts any non-127/8 address)."""
+    present = _ip(host, "-o", "addr", "show").stdout
+    missing = [a for a in addresses if f" {a}/" not in present]
+    if not missing:
+        return AddedAddresses(host)
+    dev, made = DUMMY_DEV, None
+    if _ip(host, "link", "show", DUMMY_DEV).returncode != 0:
+        if _ip(host, "link", "add", DUMMY_DEV, "type", "dummy").returncode == 0:
+            made = DUMMY_DEV
+            _check(_ip(host, "link", "set", DUMMY_DEV, "up"))
+        else:
+            dev = "lo"
+    added = []
+    for address in missing:
+        _check(_ip(host, "addr", "add", f"{address}/32", "dev", dev))
+        added.append((f"{address}/32", dev))
+    return AddedAddresses(host, tuple(added), made)
+
+
+def remove_local_addresses(added: AddedAddresses) -> None:
+    for address, dev in added.addresses:
+        _ip(added.host, "addr", "del", address, "dev", dev)
+    if added.device is not None:
+        _ip(added.host, "link", "del", added.device)
 
 
 def _extension(name: str, conf: Path | str) -> str:
@@ -334,4 +349,14 @@ def tail(text: str, lines: int = 60) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-__all__ = ["FdPeer", "FdRoute", "FreeDiameter", "FreeDiameterError", "make_certificate", "tail"]
+__all__ = [
+    "AddedAddresses",
+    "FdPeer",
+    "FdRoute",
+    "FreeDiameter",
+    "FreeDiameterError",
+    "add_local_addresses",
+    "make_certificate",
+    "remove_local_addresses",
+    "tail",
+]

@@ -145,7 +145,7 @@ def test_request_relayed_and_answer_returned() -> None:
     assert _hbh(back.data) == CLIENT_HBH
     assert back.data[:12] == answer[:12] and back.data[16:] == answer[16:]
     assert _idle(r)
-    assert r.latencies == [0.25]
+    assert (r.latency.total, r.latency.sum) == (1, 0.25)
     assert (r.stats["relayed_requests"], r.stats["relayed_answers"]) == (1, 1)
 
 
