@@ -16,7 +16,7 @@ to the watchdog when its timer comes due (the resulting deadline is the same).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from sigmw.config.diameter import DiameterNode, DiameterRoute
@@ -115,6 +115,8 @@ class _Conn:
     """An anonymous connection must deliver its CER by then."""
     remote_ips: frozenset[str] = frozenset()
     """The peer's addresses (checked against the configuration of the CER's host)."""
+    fast: _Slot | None = None
+    """Its peer while it is that peer's open connection with the watchdog OKAY: the hot path."""
 
 
 @dataclass(slots=True)
@@ -171,6 +173,9 @@ class DiameterCore:
         for name in list(self.slots):
             if wanted.get(name) != self.slots[name].info:
                 del self.slots[name]
+        for c in self.conns.values():  # connections of removed peers: the daemon closes them
+            if c.peer is not None and c.peer not in self.slots:
+                c.peer, c.fast = None, None
         for p in peers:
             self.slots.setdefault(p.name, _Slot(p))
         self._by_host = {p.host.lower().encode(): p.name for p in peers}
@@ -217,10 +222,20 @@ class DiameterCore:
 
     # --- messages ----------------------------------------------------------------------
 
-    def received(self, conn: ConnId, data: bytes, now: float) -> list[Output]:
+    def received(self, conn: ConnId, data: bytes, now: float) -> Sequence[Output]:
         c = self.conns.get(conn)
         if c is None:
             return []
+        slot = c.fast
+        if slot is not None and len(data) >= 20 and not _is_management(data):
+            slot.last_rx = now  # fed to the watchdog when its timer comes due
+            if data[4] & FLAG_REQUEST:
+                return self.relay.on_request(slot.info.name, data, now)
+            return self.relay.on_answer(slot.info.name, data, now)
+        return self._received_slowly(c, conn, data, now)
+
+    def _received_slowly(self, c: _Conn, conn: ConnId, data: bytes, now: float) -> list[Output]:
+        """Everything but application traffic on an open connection whose watchdog is OKAY."""
         if len(data) < 20:
             return self._malformed(c, data, "shorter than a Diameter header")
         code = int.from_bytes(data[5:8], "big")
@@ -305,7 +320,7 @@ class DiameterCore:
         """Close a connection and let it go: its disconnect will not reach the table."""
         c = self.conns.get(conn)
         if c is not None:
-            c.peer, c.deadline = None, None
+            c.peer, c.deadline, c.fast = None, None, None
         return CloseConn(conn, reason)
 
     # --- management messages -------------------------------------------------------------
@@ -423,6 +438,7 @@ class DiameterCore:
             return out + self._opened(slot, now)
         if slot.is_open:  # leaving Open: no new requests; answers in flight still come
             slot.is_open, slot.watchdog = False, None
+            self._refresh_fast(slot)
             out += self.relay.peer_usable(name, False, now, move_pending=False)
         if after is PeerState.CLOSED:
             slot.deadline, slot.conn = None, None
@@ -463,6 +479,20 @@ class DiameterCore:
         return self._watch(slot, slot.watchdog.received(now, is_dwa), now)
 
     def _watch(self, slot: _Slot, actions: list[WatchdogAction], now: float) -> list[Output]:
+        out = self._watch_actions(slot, actions, now)
+        self._refresh_fast(slot)
+        return out
+
+    def _refresh_fast(self, slot: _Slot) -> None:
+        c = self.conns.get(slot.conn) if slot.conn is not None else None
+        if c is not None:
+            wd = slot.watchdog
+            okay = slot.is_open and wd is not None and wd.state is WatchdogState.OKAY
+            c.fast = slot if okay and c.peer == slot.info.name else None
+
+    def _watch_actions(
+        self, slot: _Slot, actions: list[WatchdogAction], now: float
+    ) -> list[Output]:
         name, out = slot.info.name, list[Output]()
         for action in actions:
             if action is WatchdogAction.SEND_DWR and slot.conn is not None:
@@ -547,3 +577,12 @@ def _loose_header(data: bytes) -> wire.Header | None:
         int.from_bytes(data[12:16], "big"),
         int.from_bytes(data[16:20], "big"),
     )
+
+
+_MANAGEMENT_LOW = frozenset(c & 0xFF for c in MANAGEMENT_COMMANDS)
+assert all(c >> 8 == 1 for c in MANAGEMENT_COMMANDS)  # 257, 280, 282: 0x0001xx
+
+
+def _is_management(data: bytes) -> bool:
+    """CER/CEA, DWR/DWA, DPR/DPA, read off the command code's bytes."""
+    return data[6] == 1 and data[5] == 0 and data[7] in _MANAGEMENT_LOW

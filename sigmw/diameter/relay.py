@@ -56,7 +56,7 @@ class _Pending:
     """Its hop-by-hop id there."""
     target: str
     """Peer it was sent to."""
-    request: bytearray
+    request: bytes
     """The bytes as forwarded (Route-Record appended), kept for re-sending."""
     meta: wire.Scanned
     """What the router read, to choose an alternate or answer locally."""
@@ -157,11 +157,19 @@ class Relay:
         target = self._choose(meta, origin, (origin,))
         if isinstance(target, NoPeer):
             return self._answer_locally(origin, meta, *_FAILURES[target])
-        msg = bytearray(data)
-        wire.append_avp(msg, self.peers[origin].route_record)
-        pending = _Pending(origin, meta.header.hop_by_hop, target, msg, meta, now + self._tx, now)
+        # One copy: new length, new hop-by-hop id, Route-Record appended.
+        hbh = self._next_hbh
+        self._next_hbh = (hbh + 1) & 0xFFFFFFFF
+        record = self.peers[origin].route_record
+        size = (len(data) + len(record)).to_bytes(3, "big")
+        msg = b"".join((data[:1], size, data[4:12], _U32.pack(hbh), data[16:], record))
+        self._pending[hbh] = _Pending(
+            origin, meta.header.hop_by_hop, target, msg, meta, now + self._tx, now
+        )
+        peer = self.peers[target]
+        peer.pending += 1
         self.stats["relayed_requests"] += 1
-        return [self._forward(pending)]
+        return [Send(target, msg, self._stream(meta, peer.outbound))]
 
     def _check(self, meta: wire.Scanned) -> tuple[int, str, bytes] | None:
         """Why this node must answer the request itself, if it must."""
@@ -195,15 +203,20 @@ class Relay:
             exclude,
         )
 
-    def _forward(self, p: _Pending) -> Send:
-        """Give the request a fresh hop-by-hop id and record it as pending."""
+    def _forward(self, p: _Pending, retransmit: bool = False) -> Send:
+        """Send a pending request again (redirect, failover) under a fresh hop-by-hop id;
+        with the T flag after a failover or timeout (RFC 6733 5.5.4)."""
         hbh = self._next_hbh
         self._next_hbh = (hbh + 1) & 0xFFFFFFFF
-        wire.set_hop_by_hop(p.request, hbh)
+        msg = bytearray(p.request)
+        wire.set_hop_by_hop(msg, hbh)
+        if retransmit:
+            wire.set_retransmit(msg)
+        p.request = bytes(msg)
         self._pending[hbh] = p
         target = self.peers[p.target]
         target.pending += 1
-        return Send(p.target, bytes(p.request), self._stream(p.meta, target.outbound))
+        return Send(p.target, p.request, self._stream(p.meta, target.outbound))
 
     def _stream(self, meta: wire.Scanned, outbound: int) -> int:
         if meta.session_id is not None:
@@ -286,8 +299,7 @@ class Relay:
             return self._answer_locally(p.origin, _as_origin(p), code, text, b"")
         self.stats[f"{why}_resent"] += 1
         p.target, p.resent, p.deadline = alternate, True, now + self._tx
-        wire.set_retransmit(p.request)
-        return [self._forward(p)]
+        return [self._forward(p, retransmit=True)]
 
     def on_timer(self, now: float) -> list[Send]:
         """Tx expiry: the oldest pending requests first (dict order is deadline order)."""

@@ -293,28 +293,29 @@ class Daemon:
     # --- inputs --------------------------------------------------------------------
 
     async def _read(self, ep: Endpoint, listener: str = "", dialer: str = "") -> None:
+        diameter = self.diameter if ep in self._diameter_eps else None
         while True:
-            try:
-                item = await ep.recv()
-            except ConnectionError:
-                return
+            item = ep.recv_nowait()  # drain what is queued without an await per message
+            if item is None:
+                try:
+                    item = await ep.recv()
+                except ConnectionError:
+                    return
             if dialer and self.dialers.get(dialer) is not ep:
                 continue  # a retired endpoint: its peer was reloaded
             try:
-                await self._take(ep, item, listener, dialer)
+                if diameter is not None and type(item) is Message and item.ppid in ACCEPTED_PPIDS:
+                    # The relay's hot path: synchronous unless a peer pushes back.
+                    rest = diameter.perform_now(diameter.message((ep, item.assoc_id), item))
+                    if rest:
+                        await diameter.perform(rest)
+                else:
+                    await self._take(ep, item, listener, dialer)
             except Exception as exc:  # bad input is counted and logged, never fatal
                 emit("input_error", error=repr(exc))
 
     async def _take(self, ep: Endpoint, item: Received, listener: str, dialer: str) -> None:
         now = self.loop.time()
-        if (
-            isinstance(item, Message)
-            and ep in self._diameter_eps
-            and self.diameter is not None
-            and item.ppid in ACCEPTED_PPIDS
-        ):  # the relay's hot path
-            await self.diameter.perform(self.diameter.message((ep, item.assoc_id), item))
-            return
         if isinstance(item, AssocChange):
             if ep in self._diameter_eps and self.diameter is not None:
                 self.perform(self._diameter_assoc(ep, item, dialer, now))

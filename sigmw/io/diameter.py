@@ -13,8 +13,9 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol as TypingProtocol
+from typing import cast
 
 from sigmw.config.model import Config, Protocol, Role
 from sigmw.core.errors import SigmwError
@@ -124,13 +125,41 @@ class DiameterService:
     def down(self, conn: Conn) -> list[Output]:
         return self.core.disconnected(conn, self.now())
 
-    def message(self, conn: Conn, msg: Message) -> list[Output]:
+    def message(self, conn: Conn, msg: Message) -> Sequence[Output]:
         return self.core.received(conn, msg.data, self.now())
 
     def tick(self) -> list[Output]:
         return self.core.timer(self.now())
 
     # --- outputs --------------------------------------------------------------------
+
+    def perform_now(self, outputs: Sequence[Output]) -> Sequence[Output]:
+        """Carry out what needs no waiting, in order; return the rest from the first
+        output that must wait (a send a peer pushes back on, a close)."""
+        for i, out in enumerate(outputs):
+            if type(out) is Send:
+                conn = self.host.peer_conn(out.peer)
+                if conn is not None and not conn[0].try_send(
+                    out.data, conn[1], out.stream, DIAMETER_PPID
+                ):
+                    return outputs[i:]
+            elif type(out) is SendOn:
+                ep, assoc = cast(Conn, out.conn)
+                if not ep.try_send(out.data, assoc, out.stream, DIAMETER_PPID):
+                    return outputs[i:]
+            elif type(out) is CloseConn:
+                return outputs[i:]
+            else:
+                self._perform_sync(out)
+        return []
+
+    def _perform_sync(self, out: Output) -> None:
+        if isinstance(out, BindConn):
+            self.host.bind(out.conn, out.peer)  # type: ignore[arg-type]
+        elif isinstance(out, HoldPeer):
+            self.host.hold(out.peer)
+        elif isinstance(out, Note):
+            self.host.emit(out.event, **out.fields)
 
     async def perform(self, outputs: Iterable[Output]) -> None:
         """Carry out the core's outputs in order (a CEA leaves before its close)."""
@@ -143,12 +172,8 @@ class DiameterService:
                 await self._send(out.conn, out.data, out.stream)  # type: ignore[arg-type]
             elif isinstance(out, CloseConn):
                 await self._close(out.conn)  # type: ignore[arg-type]
-            elif isinstance(out, BindConn):
-                self.host.bind(out.conn, out.peer)  # type: ignore[arg-type]
-            elif isinstance(out, HoldPeer):
-                self.host.hold(out.peer)
-            elif isinstance(out, Note):
-                self.host.emit(out.event, **out.fields)
+            else:
+                self._perform_sync(out)
 
     async def goodbye(self, wait_s: float) -> None:
         """SIGTERM: DPR to every open peer, then wait (bounded) for their DPAs."""

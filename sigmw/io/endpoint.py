@@ -175,6 +175,20 @@ class SctpEndpoint(SctpTransport):
         cmsgs = send_cmsgs(stream, ppid, int(flags), context, assoc_id, ttl_ms)
         await self._submit(assoc_id, data, cmsgs, None, assoc_id)
 
+    def try_send(self, data: bytes, assoc_id: int, stream: int = 0, ppid: int = 0) -> bool:
+        """Send now if nothing is queued for the association and the socket takes it;
+        False means: use `send`, which queues and awaits room (order is kept)."""
+        if assoc_id in self._tx:
+            return False
+        known = self.associations.get(assoc_id)
+        if known is not None and stream >= known.outbound_streams:
+            return False  # `send` raises the precise error
+        cmsgs = send_cmsgs(stream, ppid, 0, 0, assoc_id, None)
+        try:
+            return self._sendmsg(data, cmsgs, None)
+        except OSError:
+            return False  # `send` reports it as the association's error
+
     async def send_to(self, data: bytes, address: Address, stream: int = 0, ppid: int = 0) -> None:
         """Send to an address: sets the association up implicitly if there is none."""
         cmsgs = send_cmsgs(stream, ppid, 0, 0, 0, None)

@@ -332,6 +332,14 @@ class TcpEndpoint:
 
     # --- receive --------------------------------------------------------------------
 
+    def recv_nowait(self) -> Received | None:
+        """The next queued item, or None (drain the queue without an await per message)."""
+        if not self._rx:
+            return None
+        item = self._rx.popleft()
+        self._after_pop(item)
+        return item
+
     async def recv(self) -> Received:
         """Next message or association change, in arrival order."""
         while not self._rx:
@@ -343,6 +351,10 @@ class TcpEndpoint:
             finally:
                 self._rx_waiter = None
         item = self._rx.popleft()
+        self._after_pop(item)
+        return item
+
+    def _after_pop(self, item: Received) -> None:
         if isinstance(item, AssocChange) and item.state in ENDED:
             self._conns.pop(item.assoc_id, None)  # its COMM_UP has been read too
         if self._read_paused and len(self._rx) <= self._max_queued // 2:
@@ -350,7 +362,6 @@ class TcpEndpoint:
                 if conn.transport is not None and not conn.lost:
                     conn.transport.resume_reading()
             self._read_paused.clear()
-        return item
 
     def _push(self, item: Received) -> None:
         if self._closed:
@@ -408,6 +419,16 @@ class TcpEndpoint:
         if conn is None or conn.lost or conn.closing or transport is None or transport.is_closing():
             raise AssociationGoneError(assoc_id, errno.EPIPE if conn else errno.ENOENT)
         return conn
+
+    def try_send(self, data: bytes, assoc_id: int, stream: int = 0, ppid: int = 0) -> bool:
+        """Buffer for this loop iteration's write unless the connection pushes back;
+        False means: use `send`, which awaits room."""
+        conn = self._conns.get(assoc_id)
+        if conn is None or conn.write_paused or conn.closing or conn.lost:
+            return False
+        conn.write(data)
+        self.stats.messages_out += 1
+        return True
 
     async def send(self, data: bytes, assoc_id: int, stream: int = 0, ppid: int = 0) -> None:
         """Send one message; awaits while the write buffer is full, never drops.

@@ -113,6 +113,16 @@ class SctpTransport:
 
     # --- receive --------------------------------------------------------------
 
+    def recv_nowait(self) -> Received | None:
+        """The next queued item, or None: lets a reader drain the queue without an await
+        per message (the relay's hot path)."""
+        if not self._rx:
+            return None
+        item = self._rx.popleft()
+        if not self._reading and len(self._rx) <= self._max_queued // 2:
+            self._resume_reading()
+        return item
+
     async def recv(self) -> Received:
         """Next message or notification, in arrival order."""
         while not self._rx:

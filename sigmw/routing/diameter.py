@@ -43,6 +43,9 @@ class NoPeer(Enum):
     ALL_BUSY = "all_busy"
 
 
+_CACHE_SIZE = 4096
+
+
 def _lower(text: str | None) -> bytes | None:
     return None if text is None or text == ANY else text.lower().encode()
 
@@ -63,8 +66,17 @@ class RealmTable:
             )
             for r in routes
         ]
+        self._cache: dict[tuple[bytes, int, bytes | None], _Rule | None] = {}
 
     def _rule(self, realm: bytes, app_id: int, origin_realm: bytes | None) -> _Rule | None:
+        key = (realm, app_id, origin_realm)
+        if key not in self._cache:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()  # bounded: realms come from the wire
+            self._cache[key] = self._match(realm, app_id, origin_realm)
+        return self._cache[key]
+
+    def _match(self, realm: bytes, app_id: int, origin_realm: bytes | None) -> _Rule | None:
         realm = realm.lower()
         origin = origin_realm.lower() if origin_realm else None
         for rule in self._rules:

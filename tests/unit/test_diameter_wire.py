@@ -100,7 +100,7 @@ def test_scan_reads_what_a_relay_needs_from_a_real_ccr() -> None:
     assert got.origin_realm == b"example.net"
     assert got.destination_realm == b"hss.example.org"
     assert got.destination_host == b"hss1.example.org"
-    assert got.route_records == [b"a.example.net", b"b.example.net", b"c.example.net"]
+    assert got.route_records == (b"a.example.net", b"b.example.net", b"c.example.net")
     assert got.result_code is None
     assert got.header.hop_by_hop == 0x11223344 and got.header.app_id == 4
 
@@ -110,7 +110,7 @@ def test_proxy_info_is_kept_whole_in_order() -> None:
     # Proxy-Info = Proxy-Host (280) + Proxy-State (33), built by hand.
     first = _avp(284, _avp(280, b"p1.net") + _avp(33, b"state-one"))
     second = _avp(284, _avp(280, b"p2.net") + _avp(33, b"s2"))
-    assert wire.scan(data).proxy_infos == [first, second]
+    assert wire.scan(data).proxy_infos == (first, second)
     assert first in data and second in data  # python-diameter encoded the same bytes
 
 
@@ -137,7 +137,7 @@ def test_result_code_and_redirect_hosts_of_an_answer() -> None:
     )
     got = wire.scan(_msg(avps, flags=0x60))
     assert got.result_code == 3006
-    assert got.redirect_hosts == [b"aaa://hss2.net:3868", b"aaa://hss3.net"]
+    assert got.redirect_hosts == (b"aaa://hss2.net:3868", b"aaa://hss3.net")
 
 
 def test_result_code_of_wrong_length_is_5014() -> None:
@@ -246,7 +246,7 @@ def test_append_avp_updates_length_and_decodes() -> None:
     decoded = Message.from_bytes(bytes(msg))
     assert decoded.route_record == [b"a.example.net", b"Client.Example.NET"]
     assert decoded.session_id == "client.example.net;1;77"
-    assert wire.scan(msg).route_records == [b"a.example.net", b"Client.Example.NET"]
+    assert wire.scan(msg).route_records == (b"a.example.net", b"Client.Example.NET")
 
 
 def test_set_length() -> None:
