@@ -234,6 +234,17 @@ class DiameterCore:
             return self.relay.on_answer(slot.info.name, data, now)
         return self._received_slowly(c, conn, data, now)
 
+    def shed(self, conn: ConnId, data: bytes, now: float) -> Sequence[Output]:
+        """The input is backing up: requests get a cheap 3004, everything else the
+        usual treatment (answers, management and new peers are never shed)."""
+        c = self.conns.get(conn)
+        slot = c.fast if c is not None else None
+        request = len(data) >= 20 and data[4] & FLAG_REQUEST and not _is_management(data)
+        if slot is not None and request:
+            slot.last_rx = now
+            return self.relay.too_busy(slot.info.name, data)
+        return self.received(conn, data, now)
+
     def _received_slowly(self, c: _Conn, conn: ConnId, data: bytes, now: float) -> list[Output]:
         """Everything but application traffic on an open connection whose watchdog is OKAY."""
         if len(data) < 20:

@@ -23,11 +23,19 @@ from dataclasses import dataclass
 from sigmw.config.diameter import DiameterNode, DiameterRoute, RedirectPolicy
 from sigmw.core.histogram import Histogram
 from sigmw.diameter import local, wire
-from sigmw.diameter.codes import FLAG_ERROR, HEADER_LEN, Avp, ResultCode
+from sigmw.diameter.codes import (
+    FLAG_ERROR,
+    FLAG_PROXIABLE,
+    FLAG_REQUEST,
+    HEADER_LEN,
+    Avp,
+    ResultCode,
+)
 from sigmw.routing.diameter import NoPeer, RealmTable, Usable
 from sigmw.routing.streams import Spreader, session_stream
 
 _U32 = struct.Struct(">I")
+_SESSION_ID_CODE = _U32.pack(Avp.SESSION_ID)
 
 _FAILURES = {
     NoPeer.NO_ROUTE: (ResultCode.UNABLE_TO_DELIVER, "no route for this realm and application", b""),
@@ -102,6 +110,15 @@ class Relay:
         self._tx = node.request_timeout / 1000
         self._spread = Spreader()
         self._me = me.origin_host.lower()
+        self._busy_tail = b"".join(
+            (
+                wire.encode_avp(Avp.ORIGIN_HOST, me.origin_host),
+                wire.encode_avp(Avp.ORIGIN_REALM, me.origin_realm),
+                wire.encode_u32_avp(Avp.RESULT_CODE, ResultCode.TOO_BUSY),
+                wire.encode_avp(Avp.ERROR_REPORTING_HOST, me.origin_host, flags=0),
+                wire.encode_avp(Avp.ERROR_MESSAGE, b"overloaded: request shed", flags=0),
+            )
+        )
         self.stats: Counter[str] = Counter()
         """Event counts by name: relayed, answered_locally_3002, unmatched_answer, ..."""
         self.latency = Histogram()
@@ -222,6 +239,32 @@ class Relay:
         if meta.session_id is not None:
             return session_stream(meta.session_id, outbound)
         return self._spread.stream(outbound)
+
+    def too_busy(self, origin: str, data: bytes) -> list[Send]:
+        """Overload: answer a request 3004 from its header and first AVP alone.
+
+        Shedding must cost a fraction of relaying, or the excess starves the goodput:
+        nothing is scanned, the answer is the header, the Session-Id (first AVP, as
+        RFC 6733 8.8 asks of requests) and a tail built once. Proxy-Info is not
+        copied on this path.
+        """
+        peer = self.peers.get(origin)
+        if peer is None or len(data) < HEADER_LEN or not data[4] & FLAG_REQUEST:
+            return []
+        self.stats["shed_3004"] += 1
+        session, value = b"", b""
+        if len(data) >= 28 and data[20:24] == _SESSION_ID_CODE:
+            length = int.from_bytes(data[25:28], "big")
+            if 8 < length <= len(data) - 20:
+                value = data[28 : 20 + length]
+                session = data[20 : 20 + ((length + 3) & ~3)]
+        size = (HEADER_LEN + len(session) + len(self._busy_tail)).to_bytes(3, "big")
+        flags = bytes(((data[4] & FLAG_PROXIABLE) | FLAG_ERROR,))
+        answer = b"".join((b"\x01", size, flags, data[5:20], session, self._busy_tail))
+        stream = (
+            session_stream(value, peer.outbound) if value else self._spread.stream(peer.outbound)
+        )
+        return [Send(origin, answer, stream)]
 
     # --- answers ----------------------------------------------------------------------
 

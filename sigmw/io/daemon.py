@@ -19,7 +19,7 @@ from sigmw.config.loader import ConfigError, load_config
 from sigmw.config.model import Config, Peer, Protocol, SctpParams
 from sigmw.core.errors import SigmwError
 from sigmw.diameter.node import CloseConn
-from sigmw.io.diameter import ACCEPTED_PPIDS, TICK_S, DiameterService
+from sigmw.io.diameter import ACCEPTED_PPIDS, SHED_BACKLOG, TICK_S, DiameterService
 from sigmw.io.endpoints import Endpoint, endpoint_class
 from sigmw.io.handlers import Outgoing, ProtocolHandler
 from sigmw.io.kernel import kernel_advice, read_proc_sys
@@ -306,7 +306,10 @@ class Daemon:
             try:
                 if diameter is not None and type(item) is Message and item.ppid in ACCEPTED_PPIDS:
                     # The relay's hot path: synchronous unless a peer pushes back.
-                    rest = diameter.perform_now(diameter.message((ep, item.assoc_id), item))
+                    conn = (ep, item.assoc_id)
+                    shed = ep.backlog() > SHED_BACKLOG  # overload: shed, don't collapse
+                    take = diameter.shed if shed else diameter.message
+                    rest = diameter.perform_now(take(conn, item))
                     if rest:
                         await diameter.perform(rest)
                 else:

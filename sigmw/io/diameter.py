@@ -38,6 +38,9 @@ log = logging.getLogger("sigmw")
 DIAMETER_PPID = 46
 ACCEPTED_PPIDS = frozenset((46, 0))
 """freeDiameter sends PPID 0: accepted from peers, never sent."""
+SHED_BACKLOG = 256
+"""Messages waiting on one endpoint beyond which new requests get 3004 (see relay.too_busy):
+a few milliseconds of work, well inside any client's timeout."""
 TICK_S = 0.1
 """Resolution of the Diameter timers (Tw, Tx, CER/CEA/DPA waits): all are seconds long."""
 
@@ -127,6 +130,9 @@ class DiameterService:
 
     def message(self, conn: Conn, msg: Message) -> Sequence[Output]:
         return self.core.received(conn, msg.data, self.now())
+
+    def shed(self, conn: Conn, msg: Message) -> Sequence[Output]:
+        return self.core.shed(conn, msg.data, self.now())
 
     def tick(self) -> list[Output]:
         return self.core.timer(self.now())

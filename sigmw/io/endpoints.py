@@ -37,6 +37,10 @@ class Endpoint(Protocol):
         """Next message or notification; raises ConnectionError once closed."""
         ...
 
+    def backlog(self) -> int:
+        """Items received and not yet read."""
+        ...
+
     def recv_nowait(self) -> Received | None:
         """The next queued item without waiting, or None."""
         ...

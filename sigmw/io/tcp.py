@@ -332,6 +332,10 @@ class TcpEndpoint:
 
     # --- receive --------------------------------------------------------------------
 
+    def backlog(self) -> int:
+        """Items received and not yet read: how far the reader is behind."""
+        return len(self._rx)
+
     def recv_nowait(self) -> Received | None:
         """The next queued item, or None (drain the queue without an await per message)."""
         if not self._rx:

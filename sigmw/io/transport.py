@@ -113,6 +113,10 @@ class SctpTransport:
 
     # --- receive --------------------------------------------------------------
 
+    def backlog(self) -> int:
+        """Items received and not yet read: how far the reader is behind."""
+        return len(self._rx)
+
     def recv_nowait(self) -> Received | None:
         """The next queued item, or None: lets a reader drain the queue without an await
         per message (the relay's hot path)."""

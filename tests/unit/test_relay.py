@@ -430,3 +430,21 @@ def test_redirect_follow_gives_the_new_peer_a_full_tx() -> None:
     assert [s.peer for s in r.on_timer(1.6)] == ["hss2"]
     assert r.next_deadline() == pytest.approx(1.9)
     assert [s.peer for s in r.on_timer(1.9)] == ["hss1"]  # a, off hss3 to the best other
+
+
+def test_too_busy_answers_3004_from_the_header_and_session_id() -> None:
+    """Shedding under overload: a 3004 built without scanning, still a valid answer."""
+    r = _relay()
+    request = _ccr(session="client.example.net;shed;1")
+    (out,) = r.too_busy("client", request)
+    answer = Message.from_bytes(out.data)
+    sent = Message.from_bytes(request)
+    assert not answer.header.is_request and answer.header.is_error
+    assert answer.header.is_proxyable
+    assert answer.header.hop_by_hop_identifier == sent.header.hop_by_hop_identifier
+    assert answer.header.end_to_end_identifier == sent.header.end_to_end_identifier
+    assert answer.header.command_code == sent.header.command_code
+    assert answer.avps[0].code == 263 and answer.avps[0].value == "client.example.net;shed;1"
+    assert answer.result_code == 3004 and answer.origin_host == b"relay.example.net"
+    assert out.peer == "client" and 1 <= out.stream < PEERS["client"][1]
+    assert r.stats["shed_3004"] == 1 and r.pending_count() == 0
