@@ -40,7 +40,7 @@ sctp: setup testbed-deps
 		$(PY) -m pytest -p no:cacheprovider -q tests/sctp; \
 	else \
 		echo "== SCTP suite in a VM (this kernel has no SCTP, or we are not root)"; \
-		$(PY) -m sigmw.testbed.vm --timeout 1500 -- \
+		$(PY) -m sigmw.testbed.vm --timeout 2700 -- \
 			$(abspath $(PY)) -m pytest -p no:cacheprovider -q tests/sctp; \
 	fi
 

@@ -23,6 +23,7 @@ from sigmw.io.diameter import ACCEPTED_PPIDS, SHED_BACKLOG, TICK_S, DiameterServ
 from sigmw.io.endpoints import Endpoint, endpoint_class
 from sigmw.io.handlers import Outgoing, ProtocolHandler
 from sigmw.io.kernel import kernel_advice, read_proc_sys
+from sigmw.io.tcp import TcpEndpoint
 from sigmw.io.transport import Message, Received
 from sigmw.peers import actions as act
 from sigmw.peers.lifecycle import State
@@ -100,6 +101,7 @@ class Daemon:
             addrs = [(a, lst.port) for a in lst.addresses]
             opener = endpoint_class(lst.transport)  # TcpEndpoint for transport: tcp
             ep: Endpoint = await opener.open(addrs, tuning_of(lst.sctp, endpoint=True))
+            self._limit(ep)
             self.listeners[lst.name] = ep
             self._listener_of[ep] = lst.name
             if lst.protocol is Protocol.DIAMETER:
@@ -226,6 +228,11 @@ class Daemon:
             ep = self.listeners[out.listener]
             self._spawn(ep.abort(out.assoc_id, b"sigmw: address not configured"))
 
+    def _limit(self, ep: Endpoint) -> None:
+        """TCP frames by the header's length: refuse messages over the configured size."""
+        if isinstance(ep, TcpEndpoint) and self.config.node.diameter is not None:
+            ep.max_message = self.config.node.diameter.max_message_size
+
     def _endpoint_of(self, peer: str) -> Endpoint | None:
         found = self.where.get(peer)
         return found[0] if found else self.dialers.get(peer)
@@ -249,6 +256,7 @@ class Daemon:
         local = [(a, 0) for a in peer.local_addresses] or [(wildcard, 0)]
         opener = endpoint_class(peer.transport)
         ep: Endpoint = opener.open_now(local, tuning_of(peer.sctp, endpoint=True), listen=False)
+        self._limit(ep)
         self.dialers[peer.name] = ep
         if peer.protocol is Protocol.DIAMETER:
             self._diameter_eps.add(ep)

@@ -152,3 +152,22 @@ async def test_pending_requests_fail_over_to_backup(
     stats = daemon.diameter.core.relay.stats if daemon.diameter else None
     assert stats is not None and stats["failover_resent"] == 20 and not stats["timeout_resent"]
     await client.close()
+
+
+async def test_oversized_message_answered_5015_then_closed(
+    relay: tuple[Daemon, DiameterTestServer, DiameterTestServer, int],
+) -> None:
+    """Over TCP a length beyond max_message_size cannot be skipped: answer, then close."""
+    daemon, _, _, port = relay
+    client = DiameterTestClient("client.test", "test")
+    await client.connect_tcp(RELAY, port)
+    await client.capabilities_exchange(timeout=5)
+    assert client.conn is not None
+    header = bytearray(client.ccr("srv.test").as_bytes()[:20])
+    header[1:4] = (200_000).to_bytes(3, "big")  # over the 65536 default
+    e2e = int.from_bytes(header[16:20], "big")
+    await client.conn.send(bytes(header), 0)
+    answer = await client.wait_for(lambda r: r.message.header.end_to_end_identifier == e2e, 5)
+    assert result_code(answer.message) == 5015  # a permanent failure: no E bit (5xxx)
+    await wait_until(lambda: not (daemon.diameter and daemon.diameter.core.is_open("client")))
+    await client.close()
