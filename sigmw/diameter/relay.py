@@ -35,7 +35,6 @@ from sigmw.routing.diameter import NoPeer, RealmTable, Usable
 from sigmw.routing.streams import Spreader, session_stream
 
 _U32 = struct.Struct(">I")
-_SESSION_ID_CODE = _U32.pack(Avp.SESSION_ID)
 
 _FAILURES = {
     NoPeer.NO_ROUTE: (ResultCode.UNABLE_TO_DELIVER, "no route for this realm and application", b""),
@@ -252,12 +251,7 @@ class Relay:
         if peer is None or len(data) < HEADER_LEN or not data[4] & FLAG_REQUEST:
             return []
         self.stats["shed_3004"] += 1
-        session, value = b"", b""
-        if len(data) >= 28 and data[20:24] == _SESSION_ID_CODE:
-            length = int.from_bytes(data[25:28], "big")
-            if 8 < length <= len(data) - 20:
-                value = data[28 : 20 + length]
-                session = data[20 : 20 + ((length + 3) & ~3)]
+        session, value = wire.leading_session_id(data)
         size = (HEADER_LEN + len(session) + len(self._busy_tail)).to_bytes(3, "big")
         flags = bytes(((data[4] & FLAG_PROXIABLE) | FLAG_ERROR,))
         answer = b"".join((b"\x01", size, flags, data[5:20], session, self._busy_tail))
@@ -373,11 +367,13 @@ class Relay:
         return [Send(origin, answer, self._stream(meta, peer.outbound))]
 
     def _refuse_raw(self, origin: str, data: bytes, exc: wire.DiameterError) -> list[Send]:
-        """A request whose AVPs cannot be walked: answer from its header alone."""
+        """A request whose AVPs cannot be walked: answer from its header (and the
+        Session-Id, when it comes first and is whole)."""
         header = _loose_header(data)
         if header is None or not header.is_request:
             return []
         meta = wire.Scanned(header)
+        meta.session_id = wire.leading_session_id(data)[1] or None
         return self._answer_locally(origin, meta, exc.result_code, str(exc), exc.failed_avp)
 
 

@@ -167,6 +167,16 @@ def scan(data: bytes) -> Scanned:
     return found
 
 
+def leading_session_id(data: bytes) -> tuple[bytes, bytes]:
+    """(whole AVP, value) of a Session-Id that is the first AVP, as RFC 6733 8.8 asks;
+    (b"", b"") if it is not there. Reads nothing else: for answers built without a scan."""
+    if len(data) >= 28 and _U32.unpack_from(data, 20)[0] == _SESSION_ID:
+        length = int.from_bytes(data[25:28], "big")
+        if 8 < length <= len(data) - 20:
+            return data[20 : 20 + ((length + 3) & ~3)], data[28 : 20 + length]
+    return b"", b""
+
+
 def _keep(found: Scanned, code: int, data: bytes, off: int, length: int) -> None:
     if code == _DEST_HOST:
         found.destination_host = data[off + 8 : off + length]

@@ -252,6 +252,7 @@ def test_bad_avp_length_is_5014_with_failed_avp_and_counted() -> None:
     (failed,) = [p for c, _, p in _avps(out.data) if c == 279]
     code, flen = struct.unpack_from(">II", failed)
     assert code == 999 and flen >> 24 == 0x40 and failed[8:] == b"\0" * 4
+    assert msg.avps[0].code == 263 and msg.session_id == "client.example.net;1;1"  # RFC 6733 8.8
     assert r.stats["malformed_5014"] == 1 and _idle(r)
 
 

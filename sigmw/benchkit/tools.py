@@ -1,0 +1,144 @@
+"""The bench's C tools, its network namespace, and the /proc figures of a process under test."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sigmw.testbed.netns import Host, Topology
+
+SOURCES = Path(__file__).resolve().parent.parent.parent / "bench"
+TOOLS = ("diam_server", "diam_load")
+CFLAGS = ("-O2", "-Wall", "-Wextra", "-Werror")
+ADDRESS = "10.201.0.1"  # a /32 inside our own namespace, never routed anywhere
+RELAY_PORT, SERVER_PORT = 3868, 3869
+SERVER_HOST, SERVER_REALM, CLIENT_REALM, APP = "server.bench", "server.realm", "clients.bench", 4
+
+Json = dict[str, Any]
+
+
+class BenchError(RuntimeError):
+    """A bench step failed; the message says which and why."""
+
+
+@dataclass
+class Run:
+    """One scenario's outcome."""
+
+    scenario: str
+    kind: str
+    """closed, fixed, share, overload or pygen."""
+    gen: Json
+    """The generator's JSON line."""
+    relay_cpu_us: float | None
+    """Relay CPU time per answer over the measured window (None: not sampled)."""
+    rss_kb: tuple[int, int] | None = None
+    """The relay's VmRSS at the start and the end of the measured window."""
+    hwm_kb: int | None = None
+    """The relay's VmHWM (peak RSS since it started) at the end of the window."""
+    recover_s: float | None = None
+    """Overload only: seconds after the run until a probe got 2001 again (None: never)."""
+
+
+def build_tools(cache: Path, sources: Path = SOURCES) -> dict[str, Path]:
+    """Compile the tools into cache/bin unless the sources are unchanged since the last build."""
+    bindir = cache / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    files = sorted(sources.glob("*.[ch]"))
+    digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in files))
+    digest.update(" ".join(CFLAGS).encode())
+    stamp = bindir / "sources.sha256"
+    tools = {name: bindir / name for name in TOOLS}
+    fresh = stamp.exists() and stamp.read_text() == digest.hexdigest()
+    if fresh and all(p.exists() for p in tools.values()):
+        return tools
+    for name, out in tools.items():
+        argv = ["gcc", *CFLAGS, "-o", str(out), str(sources / f"{name}.c"), "-lm"]
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise BenchError(f"building {name} failed:\n{done.stderr}")
+    stamp.write_text(digest.hexdigest())
+    return tools
+
+
+@dataclass
+class Net:
+    """Where the bench runs: a namespace of ours (host) or, without root, this one."""
+
+    host: Host | None
+    address: str
+
+    def argv(self, *argv: str) -> list[str]:
+        return self.host.command(*argv) if self.host else list(argv)
+
+
+@contextlib.contextmanager
+def bench_net() -> Iterator[Net]:
+    """A fresh namespace with lo up and ADDRESS on it; 127.0.0.1 here without root."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        yield Net(None, "127.0.0.1")
+        return
+    with Topology() as topo:
+        host = topo.add_host("bench")
+        done = host.run("ip", "addr", "add", f"{ADDRESS}/32", "dev", "lo")
+        if done.returncode != 0:
+            raise BenchError(f"cannot add {ADDRESS} in the bench namespace: {done.stderr}")
+        yield Net(host, ADDRESS)
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process (all its threads), in clock ticks."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def status_kb(pid: int, key: str) -> int:
+    """A kB figure of /proc/<pid>/status such as VmRSS or VmHWM; 0 if the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    for line in text.splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1])
+    return 0
+
+
+def alive(pid: int) -> bool:
+    """Is pid running (not gone, not a zombie waiting to be reaped)?"""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_server(net: Net, tool: Path, sctp: bool) -> subprocess.Popen[str]:
+    argv = [str(tool), "--listen", net.address, "--port", str(SERVER_PORT)]
+    argv += ["--origin-host", SERVER_HOST, "--origin-realm", SERVER_REALM, "--apps", str(APP)]
+    proc = subprocess.Popen(
+        net.argv(*argv, *(["--sctp"] if sctp else [])), stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    if not proc.stdout.readline().startswith("READY"):
+        stop(proc)
+        raise BenchError("diam_server did not start")
+    return proc
