@@ -161,3 +161,58 @@ async def test_malformed_requests_answered_and_association_kept(
     stats = daemon.diameter.core.relay.stats if daemon.diameter else None
     assert stats is not None and stats["malformed_5014"] == 1 and stats["malformed_short"] == 1
     await client.close()
+
+
+async def test_requests_in_flight_fail_over_with_one_answer_each(tmp_path: Path) -> None:
+    """The primary dies holding 20 unanswered requests: each is re-sent to the backup with
+    the T flag and the client gets exactly one answer per request."""
+    primary = DiameterTestServer("server.test", "srv.test")
+    backup = DiameterTestServer("backup.test", "srv.test")
+    pport = await primary.listen_sctp([(SERVER, 0)])
+    bport = await backup.listen_sctp([("127.0.0.5", 0)])
+    path = tmp_path / "peers.yaml"
+    path.write_text(
+        config(pport)
+        .replace(
+            "routes:",
+            f"""  - {{name: backup, protocol: diameter, transport: sctp, role: connect,
+     addresses: [127.0.0.5], port: {bport}, diameter: {{host: backup.test, realm: srv.test}}}}
+routes:""",
+        )
+        .replace("peers: [server]", "peers: [server, backup]")
+    )
+    daemon = Daemon(str(path), load_config(path))
+    running = asyncio.create_task(daemon.run(install_signals=False))
+    client = DiameterTestClient("client.test", "test")
+    try:
+        async with asyncio.timeout(30):
+            while not (
+                daemon.diameter
+                and daemon.diameter.core.is_open("server")
+                and daemon.diameter.core.is_open("backup")
+            ):
+                await asyncio.sleep(0.05)
+        await client.connect_sctp([(RELAY, PORT)], [(CLIENT, 0)])
+        await client.capabilities_exchange()
+        primary.drop = True
+        pending = [
+            asyncio.ensure_future(client.request(session_request(client, f"s;{i}", 0)))
+            for i in range(20)
+        ]
+        async with asyncio.timeout(30):
+            while len(primary.requests) < 20:
+                await asyncio.sleep(0.05)
+        await primary.close()  # the association dies with the requests in flight
+        answers = await asyncio.gather(*pending)
+        assert [result_code(a) for a in answers] == [2001] * 20
+        assert {a.origin_host for a in answers} == {b"backup.test"}
+        assert len(backup.requests) == 20
+        assert all(r.message.header.is_retransmit for r in backup.requests)
+        await asyncio.sleep(0.5)  # nothing more may arrive: one answer per request
+        answered = [r for r in client.received if r.code == 272 and not r.is_request]
+        assert len(answered) == 20
+    finally:
+        await client.close()
+        daemon.stop_requested.set()
+        await asyncio.wait_for(running, 30)
+        await backup.close()
