@@ -237,13 +237,17 @@ class DiameterCore:
     def shed(self, conn: ConnId, data: bytes, now: float) -> Sequence[Output]:
         """The input is backing up: requests get a cheap 3004, everything else the
         usual treatment (answers, management and new peers are never shed)."""
+        return self.shed_request(conn, data, now) or self.received(conn, data, now)
+
+    def shed_request(self, conn: ConnId, data: bytes, now: float) -> list[Send]:
+        """A 3004 for an application request on an open connection; [] for anything else."""
         c = self.conns.get(conn)
         slot = c.fast if c is not None else None
         request = len(data) >= 20 and data[4] & FLAG_REQUEST and not _is_management(data)
-        if slot is not None and request:
-            slot.last_rx = now
-            return self.relay.too_busy(slot.info.name, data)
-        return self.received(conn, data, now)
+        if slot is None or not request:
+            return []
+        slot.last_rx = now
+        return self.relay.too_busy(slot.info.name, data)
 
     def _received_slowly(self, c: _Conn, conn: ConnId, data: bytes, now: float) -> list[Output]:
         """Everything but application traffic on an open connection whose watchdog is OKAY."""

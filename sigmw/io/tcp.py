@@ -37,6 +37,7 @@ from sigmw.sctp.notifications import AssocChange
 from sigmw.sctp.options import SctpTuning
 from sigmw.sctp.structs import PathInfo
 
+Shedder = Callable[[int, list[bytes], Callable[[bytes], None]], list[bytes]]
 _IDS = itertools.count(1 << 24)
 """Connection ids, above the kernel SCTP ids of the same process."""
 GRACE_S = 0.5
@@ -221,6 +222,10 @@ class TcpEndpoint:
         self._rx: deque[Received] = deque()
         self._rx_waiter: asyncio.Future[None] | None = None
         self._max_queued = max_queued
+        self.shedder: Shedder | None = None
+        """Overload: given a batch read while `shed_backlog` items wait, answers what it
+        can at once (through the write it is handed) and returns the rest to queue."""
+        self.shed_backlog = max_queued // 2
         self._read_paused: set[_Connection] = set()
         self._port = 0
         self._servers: list[asyncio.AbstractServer] = []
@@ -387,6 +392,10 @@ class TcpEndpoint:
         if self._closed:
             return  # nobody will read them: close() ended recv()
         rx, assoc_id, source = self._rx, conn.assoc_id, conn.peer
+        if self.shedder is not None and len(rx) >= self.shed_backlog:
+            self.stats.messages_in += len(messages)
+            messages = self.shedder(assoc_id, messages, conn.write)
+            self.stats.messages_in -= len(messages)
         for data in messages:
             rx.append(Message(data, assoc_id, 0, PPID_DIAMETER, False, 0, 0, source))
         self.stats.messages_in += len(messages)

@@ -274,3 +274,19 @@ def test_cea_timeout_closes_and_cer_timeout_for_silent_accept() -> None:
     assert CloseConn(("srv", 1), "Error") in out
     assert any(isinstance(o, CloseConn) and o.conn == ("lst", 4) for o in out)
     assert c.slots["server"].fsm.state is PeerState.CLOSED
+
+
+def test_shed_request_answers_only_application_requests_3004() -> None:
+    c = core()
+    open_server(c)
+    open_client(c)
+    (busy,) = c.shed_request(("lst", 1), ccr("s;9", 41), 1.0)
+    answer = Message.from_bytes(busy.data)
+    assert busy.peer == "client" and answer.result_code == 3004 and answer.header.is_error
+    assert answer.header.hop_by_hop_identifier == 41 and answer.session_id == "s;9"
+    dwr = DeviceWatchdogRequest()
+    dwr.origin_host, dwr.origin_realm = b"client.test", b"test"
+    assert c.shed_request(("lst", 1), bytes(dwr.as_bytes()), 1.0) == []  # management: never
+    assert c.shed_request(("srv", 1), dwa_for(dwr), 1.0) == []  # answers: never
+    assert c.shed_request(("nobody", 1), ccr("s;9", 42), 1.0) == []  # no open peer
+    assert c.relay.pending_count() == 0 and c.relay.stats["shed_3004"] == 1

@@ -1,0 +1,178 @@
+"""The bench's report: one table per relay, the overload table, ratios and the targets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sigmw.benchkit.tools import Json, Run
+
+PCTS = ("p50", "p99", "p999")
+MIB = 1024.0
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+
+
+def non_ok_codes(gen: Json) -> str:
+    """Answers other than 2001 by Result-Code, such as "3004:120 3002:3"; "-" for none."""
+    codes = sorted((c, n) for c, n in gen.get("result_codes", {}).items() if c != "2001")
+    return " ".join(f"{c}:{n}" for c, n in codes) or "-"
+
+
+def latency_ms(gen: Json, key: str, klass: str | None = None) -> float | None:
+    """A latency percentile in ms, of all answers or of one class (2001, 3004, other)."""
+    lat = gen.get("latency_us", {}) if klass is None else gen["latency_by_code_us"][klass]
+    n = lat.get("n", gen.get("answered", 0))
+    return lat[key] / 1e3 if lat and n else None
+
+
+def render_table(title: str, runs: Sequence[Run], cpu_label: str) -> str:
+    head = ("scenario", "rate", "answers/s", "2001/s", "p50 ms", "p99 ms", "p99.9 ms",
+            cpu_label, "gen us/req", "non-2001 answers", "timeouts", "mismatch")  # fmt: skip
+    rows: list[tuple[str, ...]] = [head]
+    for r in runs:
+        g = r.gen
+        rate = _fmt(g["rate"], 0) if g.get("mode") == "open" else "max"
+        ms = [_fmt(latency_ms(g, k), 2) for k in PCTS]
+        rows.append((r.scenario, rate, _fmt(g["throughput"], 0), _fmt(g.get("goodput"), 0), *ms,
+                     _fmt(r.relay_cpu_us, 2), _fmt(g.get("cpu_us_per_req"), 2), non_ok_codes(g),
+                     str(g.get("timeouts", "-")), str(g.get("mismatches", 0))))  # fmt: skip
+    return "\n".join([title, *_table(rows)])
+
+
+def best_closed(runs: Sequence[Run]) -> Run | None:
+    """The closed-loop scenario with the highest throughput: the relay's max."""
+    closed = [r for r in runs if r.kind == "closed"]
+    return max(closed, key=lambda r: r.gen["throughput"]) if closed else None
+
+
+def find(runs: Sequence[Run], kind: str) -> Run | None:
+    return next((r for r in runs if r.kind == kind), None)
+
+
+def render_overload(results: dict[str, list[Run]]) -> str:
+    head = ("relay", "offered/s", "max/s", "2001/s", "2001/max", "2001 p99 ms", "3004 n",
+            "3004 p50 ms", "3004 p99 ms", "other non-2001", "timeouts", "RSS start>end MiB",
+            "peak MiB", "recover s")  # fmt: skip
+    rows: list[tuple[str, ...]] = [head]
+    for name, runs in results.items():
+        run, best = find(runs, "overload"), best_closed(runs)
+        if run is None or best is None:
+            continue
+        g, top = run.gen, best.gen["throughput"]
+        busy = g["result_codes"].get("3004", 0)
+        other = {c: n for c, n in g["result_codes"].items() if c not in ("2001", "3004")}
+        rss = f"{run.rss_kb[0] / MIB:.0f}>{run.rss_kb[1] / MIB:.0f}" if run.rss_kb else "-"
+        rows.append((name, _fmt(g["rate"], 0), _fmt(top, 0), _fmt(g["goodput"], 0),
+                     f"{g['goodput'] / top:.2f}", _fmt(latency_ms(g, "p99", "2001"), 1), str(busy),
+                     _fmt(latency_ms(g, "p50", "3004"), 1), _fmt(latency_ms(g, "p99", "3004"), 1),
+                     non_ok_codes({"result_codes": other}), str(g["timeouts"]), rss,
+                     _fmt(run.hwm_kb / MIB if run.hwm_kb else None, 0),
+                     _fmt(run.recover_s, 1) if run.recover_s is not None else "never"))  # fmt: skip
+    if len(rows) == 1:
+        return ""
+    title = "== overload: open loop at 2x each relay's own closed-loop max"
+    note = ("  (2001/s: goodput; timeouts: no answer within the generator's --timeout after the "
+            "window; recover s: until a probe got 2001 again)")  # fmt: skip
+    return "\n".join([title, *_table(rows), note])
+
+
+def ratios(sigmw: Sequence[Run], fd: Sequence[Run]) -> str:
+    """sigmw / freeDiameterd for each scenario both ran (overload has its own table)."""
+    mine, theirs = {r.scenario: r for r in sigmw}, {r.scenario: r for r in fd}
+    lines = ["== sigmw / freeDiameterd"]
+    for name in [n for n in mine if n in theirs and mine[n].kind != "overload"]:
+        a, b = mine[name], theirs[name]
+        figures: list[tuple[str, float | None, float | None]] = [
+            ("relay us/answer", a.relay_cpu_us, b.relay_cpu_us)
+        ]
+        if a.kind in ("fixed", "share"):  # open loop: answers/s is the offered rate
+            figures += [(k, latency_ms(a.gen, k), latency_ms(b.gen, k)) for k in PCTS]
+        else:
+            figures.insert(0, ("answers/s", a.gen["throughput"], b.gen["throughput"]))
+        text = [f"{k} {x / y:.2f}" for k, x, y in figures if x is not None and y]
+        lines.append(f"  {name:10} " + "  ".join(text))
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the issue's targets with what this run measured."""
+
+    name: str
+    goal: str
+    value: str
+    ok: bool
+
+
+def _ratio_target(name: str, goal: str, x: float | None, y: float | None, ok_if: str) -> Target:
+    if x is None or not y:
+        return Target(name, goal, "not measured", False)
+    r = x / y
+    limit = float(goal.split()[-1].rstrip("x"))
+    return Target(name, goal, f"{r:.2f}x", r >= limit if ok_if == ">=" else r <= limit)
+
+
+def relay_targets(sigmw: Sequence[Run], fd: Sequence[Run], transport: str) -> list[Target]:
+    """Throughput and CPU (at each relay's max), and for TCP p99 at the fixed rate."""
+    goals = {"tcp": (5.0, 0.15), "sctp": (2.5, 0.3)}[transport]
+    a, b = best_closed(sigmw), best_closed(fd)
+    tput = (a.gen["throughput"] if a else None, b.gen["throughput"] if b else None)
+    cpu = (a.relay_cpu_us if a else None, b.relay_cpu_us if b else None)
+    out = [
+        _ratio_target(f"{transport} max throughput sigmw/fd", f">= {goals[0]:g}x", *tput, ">="),
+        _ratio_target(f"{transport} CPU per pair at max, sigmw/fd", f"<= {goals[1]:g}x", *cpu,
+                      "<="),
+    ]  # fmt: skip
+    if transport == "tcp":
+        fa, fb = find(sigmw, "fixed"), find(fd, "fixed")
+        rate = _fmt(fa.gen["rate"], 0) if fa else "?"
+        p99 = (latency_ms(fa.gen, "p99") if fa else None, latency_ms(fb.gen, "p99") if fb else None)
+        out.append(_ratio_target(f"tcp p99 at {rate} req/s sigmw/fd", "<= 1x", *p99, "<="))
+    return out
+
+
+def overload_targets(sigmw: Sequence[Run], slow: float) -> list[Target]:
+    """The issue's overload targets for sigmw; time limits are scaled by `slow` (the VM)."""
+    run, best = find(sigmw, "overload"), best_closed(sigmw)
+    if run is None or best is None:
+        return [Target("overload (sigmw)", "measured", "not measured", False)]
+    g, top = run.gen, best.gen["throughput"]
+    busy = g["result_codes"].get("3004", 0)
+    excess = g["sent"] - g["result_codes"].get("2001", 0)
+    share = busy / excess if excess > 0 else 1.0
+    p99 = latency_ms(g, "p99", "3004")
+    quick = 100 * slow
+    growth = (run.rss_kb[1] - run.rss_kb[0]) / MIB if run.rss_kb else None
+    lost = g["timeouts"] / g["sent"] if g["sent"] else 1.0
+    back = 5 * slow
+    return [
+        Target("overload goodput / max", ">= 0.80", f"{g['goodput'] / top:.2f}",
+               g["goodput"] >= 0.8 * top),
+        Target("overload excess answered 3004", ">= 90%", f"{share:.0%}", share >= 0.9),
+        Target("overload 3004 p99", f"<= {quick:g} ms", _fmt(p99, 1) + " ms" if p99 else "none",
+               (p99 is not None and p99 <= quick) or excess <= 0),
+        Target("overload RSS growth over the window", "<= 64 MiB",
+               f"{growth:.1f} MiB" if growth is not None else "not sampled",
+               growth is not None and growth <= 64),
+        Target("overload no collapse: timeouts/sent", "<= 1%", f"{lost:.1%}", lost <= 0.01),
+        Target("overload no collapse: 2001 again after", f"<= {back:g} s",
+               f"{run.recover_s:.1f} s" if run.recover_s is not None else "never",
+               run.recover_s is not None and run.recover_s <= back),
+    ]  # fmt: skip
+
+
+def render_targets(targets: Sequence[Target]) -> str:
+    rows = [("", "target", "goal", "measured")]
+    rows += [("PASS" if t.ok else "FAIL", t.name, t.goal, t.value) for t in targets]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    passed = sum(t.ok for t in targets)
+    return "\n".join(["== targets", *lines, f"{passed} of {len(targets)} targets met"])
