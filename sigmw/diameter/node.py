@@ -117,6 +117,8 @@ class _Conn:
     """The peer's addresses (checked against the configuration of the CER's host)."""
     fast: _Slot | None = None
     """Its peer while it is that peer's open connection with the watchdog OKAY: the hot path."""
+    let_go: bool = False
+    """Closed by us: what still arrives on it (an election loser's 4003 CEA) is dropped."""
 
 
 @dataclass(slots=True)
@@ -251,6 +253,9 @@ class DiameterCore:
 
     def _received_slowly(self, c: _Conn, conn: ConnId, data: bytes, now: float) -> list[Output]:
         """Everything but application traffic on an open connection whose watchdog is OKAY."""
+        if c.let_go:  # not a new connection's first message: no "no CER first", no 2nd close
+            self.relay.stats["after_close"] += 1
+            return []
         if len(data) < 20:
             return self._malformed(c, data, "shorter than a Diameter header")
         code = int.from_bytes(data[5:8], "big")
@@ -335,7 +340,7 @@ class DiameterCore:
         """Close a connection and let it go: its disconnect will not reach the table."""
         c = self.conns.get(conn)
         if c is not None:
-            c.peer, c.deadline, c.fast = None, None, None
+            c.peer, c.deadline, c.fast, c.let_go = None, None, None, True
         return CloseConn(conn, reason)
 
     # --- management messages -------------------------------------------------------------

@@ -430,7 +430,11 @@ class Daemon:
             return  # our own dial: the manager tracks it already
         self.accepted[(listener, assoc)] = peer
         self.where[peer] = conn
-        self.perform(self.manager.adopt(peer, assoc, self.loop.time()))
+        try:
+            remote = ep.peer_addresses(assoc)
+        except (SigmwError, OSError):
+            remote = []
+        self.perform(self.manager.adopt(peer, assoc, self.loop.time(), remote))
 
     def hold(self, peer: str) -> None:
         self.perform(self.manager.hold(peer, self.loop.time()))

@@ -43,6 +43,8 @@ class PeerRuntime:
     attempts: int = 0
     refused: int = 0
     history: list[str] = field(default_factory=list)
+    remote_port: int = 0
+    """The port the peer's association uses (accepted ones: whatever it bound)."""
     held: bool = False
     """Stopped at the peer's request (Diameter DO_NOT_WANT_TO_TALK_TO_YOU) until reload."""
     last_readout: dict[Address, PathInfo] = field(default_factory=dict)
@@ -93,13 +95,16 @@ class PeerManager:
         except lc.UnexpectedEvent as exc:
             return [Log("unexpected_event", {"peer": peer, "detail": str(exc)})]
 
-    def adopt(self, peer: str, assoc_id: int, now: float) -> list[Output]:
+    def adopt(
+        self, peer: str, assoc_id: int, now: float, remote: list[Address] | None = None
+    ) -> list[Output]:
         """A protocol identified an association as `peer`'s (Diameter: by the CER's
         Origin-Host, or by winning an election): track it from now on."""
         rt = self.peers.get(peer)
         if rt is None:
             return []
         rt.assoc_id = assoc_id
+        rt.remote_port = remote[0][1] if remote else 0
         try:
             return self._fire(rt, lc.Event.ADOPT, now)
         except lc.UnexpectedEvent as exc:
@@ -127,6 +132,7 @@ class PeerManager:
             if cfg.role is Role.ACCEPT and hosts & set(cfg.addresses):
                 if rt.state is lc.State.UP and rt.assoc_id != note.assoc_id:
                     break  # a second association from a peer that has one: refuse it
+                rt.remote_port = remote[0][1] if remote else 0
                 return cfg.name, self.assoc_event(cfg.name, note, now)
         self.refused += 1
         return None, [
@@ -263,7 +269,10 @@ class PeerManager:
         cfg = rt.config
         if cfg.transport is not Transport.SCTP:  # one path per TCP connection: nothing to pick
             return [Tune(cfg.name, rt.assoc_id)]
-        order = [(host, cfg.port) for host in cfg.addresses]
+        port = rt.remote_port or cfg.port
+        if not port:  # accepted, remote port unknown: the kernel's choice of path stands
+            return [Tune(cfg.name, rt.assoc_id)]
+        order = [(host, port) for host in cfg.addresses]
         rt.paths = PathSelector(order[0], cfg.sctp.failback.after, order)
         out: list[Output] = [Tune(cfg.name, rt.assoc_id)]
         if len(order) > 1:

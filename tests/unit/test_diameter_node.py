@@ -239,6 +239,11 @@ def test_election_local_wins_keeps_responder() -> None:
     (answer,) = sent(out)
     assert answer.result_code == 2001
     assert c.slots["backup"].fsm.state is PeerState.R_OPEN
+    # The loser (freeDiameterd does this) answers our CER 4003 on the connection we
+    # already closed: dropped and counted, not taken for a new connection's first message.
+    assert c.received(("bak", 1), cea("backup.test", 1, 1, result=4003), 0.3) == []
+    assert c.relay.stats["after_close"] == 1
+    assert c.slots["backup"].fsm.state is PeerState.R_OPEN
 
 
 def test_election_local_loses_keeps_initiator() -> None:

@@ -250,3 +250,28 @@ def test_path_readouts_are_kept_and_catch_a_missed_event() -> None:
     assert pm.peers["far"].last_readout[P2].cwnd == 6000
     pm.assoc_event("far", note(AssocChangeState.COMM_LOST), now=2)
     assert pm.peers["far"].last_readout == {}
+
+
+def test_adopted_accept_peer_pins_primary_on_its_real_port() -> None:
+    """An accepted (Diameter) association: the primary is pinned on the port the peer
+    actually uses, never on port 0 (which the kernel refuses)."""
+    from sigmw.config.loader import parse_config
+    from sigmw.peers.actions import SetPrimary
+
+    config = parse_config(
+        """\
+node: {name: n, diameter: {origin_host: n.test, origin_realm: test}}
+listen: [{name: l, protocol: diameter, transport: sctp, addresses: [10.0.0.1], port: 3868}]
+peers:
+  - {name: mme, protocol: diameter, transport: sctp, role: accept,
+     addresses: [10.0.2.1, 10.0.3.1], diameter: {host: mme.test, realm: test}}
+"""
+    )
+    manager = PeerManager(config, lambda: 0.5)
+    manager.start(0.0)
+    out = manager.adopt("mme", 7, 1.0, [("10.0.2.1", 40001), ("10.0.3.1", 40001)])
+    primaries = [o for o in out if isinstance(o, SetPrimary)]
+    assert [(p.assoc_id, p.address) for p in primaries] == [(7, ("10.0.2.1", 40001))]
+    unknown = PeerManager(config, lambda: 0.5)
+    unknown.start(0.0)
+    assert not [o for o in unknown.adopt("mme", 8, 1.0) if isinstance(o, SetPrimary)]
