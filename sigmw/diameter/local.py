@@ -31,6 +31,7 @@ from sigmw.diameter.codes import (
     FLAG_ERROR,
     FLAG_PROXIABLE,
     PROTOCOL_ERRORS,
+    RELAY_APPLICATION,
     Avp,
     DisconnectCause,
 )
@@ -266,6 +267,17 @@ def capabilities(data: bytes) -> Capabilities:
         product_name=str(getattr(msg, "product_name", None) or ""),
         result_code=getattr(msg, "result_code", None),
     )
+
+
+def common_applications(me: LocalIdentity, caps: Capabilities) -> bool:
+    """Whether a CER/CEA leaves an application to talk about (else 5010). A relay
+    (0xffffffff) on either side serves every application; otherwise the sets meet."""
+    theirs = caps.applications()
+    if not theirs:
+        return False
+    ours = set(me.auth_apps) | set(me.acct_apps)
+    ours |= {a for v in me.vendor_apps for a in (v.auth_app, v.acct_app) if a is not None}
+    return RELAY_APPLICATION in ours or RELAY_APPLICATION in theirs or bool(ours & theirs)
 
 
 def _ip_text(value: object) -> str:

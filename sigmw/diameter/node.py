@@ -24,7 +24,6 @@ from sigmw.diameter import local, wire
 from sigmw.diameter.codes import (
     FLAG_REQUEST,
     MANAGEMENT_COMMANDS,
-    RELAY_APPLICATION,
     Command,
     DisconnectCause,
     ResultCode,
@@ -294,7 +293,7 @@ class DiameterCore:
         if allowed and c.remote_ips and not c.remote_ips & allowed:
             text = f"{caps.origin_host.decode(errors='replace')} from an address not configured"
             return self._refuse_cer(c, data, ResultCode.UNKNOWN_PEER, text)
-        if not self._common_apps(caps):
+        if not local.common_applications(self.me, caps):
             return self._refuse_cer(c, data, ResultCode.NO_COMMON_APPLICATION, "no common app")
         slot = self.slots[name]
         try:
@@ -306,15 +305,6 @@ class DiameterCore:
         c.peer, c.deadline = name, None
         slot.r_conn, slot.r_caps, slot.r_cer = c.id, caps, cer.header
         return self._step(slot, PeerEvent.R_CONN_CER, now, c.id, cer.header, Guard.ACCEPTED)
-
-    def _common_apps(self, caps: local.Capabilities) -> bool:
-        """A relay serves every application; otherwise the advertised sets must meet."""
-        theirs = caps.applications()
-        ours = set(self.me.auth_apps) | set(self.me.acct_apps)
-        ours |= {a for v in self.me.vendor_apps for a in (v.auth_app, v.acct_app) if a is not None}
-        if not theirs:
-            return False
-        return RELAY_APPLICATION in ours or RELAY_APPLICATION in theirs or bool(ours & theirs)
 
     def _refuse_cer(
         self, c: _Conn, data: bytes, code: int, text: str, failed: bytes = b""
@@ -360,18 +350,13 @@ class DiameterCore:
         event = event_for_message(slot.fsm.state, c.id == slot.i_conn, code, header.is_request)
         guard = None
         if code == Command.CAPABILITIES_EXCHANGE and not header.is_request:
-            guard, slot.cea_caps = self._check_cea(data)
+            caps = slot.cea_caps = _cea_caps(data)
+            ok = caps is not None and caps.result_code == ResultCode.SUCCESS
+            ok = ok and caps is not None and local.common_applications(self.me, caps)
+            guard = Guard.ACCEPTED if ok else Guard.REFUSED
         elif code == Command.DISCONNECT_PEER and header.is_request:
             slot.dpr_cause = local.disconnect_cause(data)
         return self._step(slot, event, now, c.id, header, guard)
-
-    def _check_cea(self, data: bytes) -> tuple[Guard, local.Capabilities | None]:
-        try:
-            caps = local.capabilities(data)
-        except wire.DiameterError:
-            return Guard.REFUSED, None
-        ok = caps.result_code == ResultCode.SUCCESS and self._common_apps(caps)
-        return (Guard.ACCEPTED if ok else Guard.REFUSED), caps
 
     # --- the peer table in action ------------------------------------------------------
 
@@ -606,3 +591,10 @@ assert all(c >> 8 == 1 for c in MANAGEMENT_COMMANDS)  # 257, 280, 282: 0x0001xx
 def _is_management(data: bytes) -> bool:
     """CER/CEA, DWR/DWA, DPR/DPA, read off the command code's bytes."""
     return data[6] == 1 and data[5] == 0 and data[7] in _MANAGEMENT_LOW
+
+
+def _cea_caps(data: bytes) -> local.Capabilities | None:
+    try:
+        return local.capabilities(data)
+    except wire.DiameterError:
+        return None
