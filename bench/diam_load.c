@@ -17,7 +17,10 @@
  *
  * Every answer must match an outstanding request by end-to-end id, with the
  * same hop-by-hop id, command and connection; others count as mismatches or
- * duplicates. Prints one JSON line on stdout; "MEASURE_START" and
+ * duplicates. Answers are counted by Result-Code, and latency is kept apart
+ * for 2001, 3004 (TOO_BUSY: a relay shedding load) and any other code, so a
+ * fast rejection never hides in the latency of real answers; "goodput" is
+ * the rate of 2001 answers over the window. Prints one JSON line on stdout; "MEASURE_START" and
  * "MEASURE_END" lines on stderr let a caller sample a relay's CPU time over
  * exactly the measured window.
  */
@@ -36,6 +39,14 @@
 #define TIMER_TAG (-1)
 
 enum { SLOT_FREE, SLOT_OUT, SLOT_DONE };
+enum { LAT_ALL, LAT_OK, LAT_BUSY, LAT_OTHER, LAT_CLASSES };
+static const char *const lat_names[LAT_CLASSES] = {"all", "2001", "3004", "other"};
+#define DIAMETER_TOO_BUSY 3004
+
+typedef struct {
+    uint64_t *v; /* ns, one per measured answer */
+    size_t n, cap;
+} lat_t;
 
 typedef struct {
     uint64_t due;     /* ns: scheduled (open loop) or actual (closed loop) send time */
@@ -70,10 +81,9 @@ static struct {
     uint64_t t_start, t_meas0, t_meas1; /* planned window */
     uint64_t w0, w1;                    /* window as actually observed */
     int phase;                          /* 0 warm-up, 1 measuring, 2 draining, 3 closing */
-    uint64_t sent, answered, overrun, late, mismatches, duplicates, window_answers;
+    uint64_t sent, answered, overrun, late, mismatches, duplicates, window_answers, window_ok;
     uint64_t max_send_lag;
-    uint64_t *lat;
-    size_t nlat, caplat;
+    lat_t lat[LAT_CLASSES];
     uint32_t codes[MAX_CODES][2];
     int ncodes;
     double cpu0, cpu1;
@@ -100,15 +110,15 @@ static void count_code(uint32_t code)
     }
 }
 
-static void push_latency(uint64_t ns)
+static void push_latency(lat_t *l, uint64_t ns)
 {
-    if (G.nlat == G.caplat) {
-        G.caplat = G.caplat ? G.caplat * 2 : 1 << 16;
-        G.lat = realloc(G.lat, G.caplat * sizeof *G.lat);
-        if (!G.lat)
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 1 << 16;
+        l->v = realloc(l->v, l->cap * sizeof *l->v);
+        if (!l->v)
             die("realloc");
     }
-    G.lat[G.nlat++] = ns;
+    l->v[l->n++] = ns;
 }
 
 /* ---- messages ---- */
@@ -212,14 +222,18 @@ static void on_answer(int ci, const dmsg_t *m, uint64_t now)
         G.late++;
         return;
     }
-    if (G.phase == 1)
+    uint32_t rc = 0;
+    avp_find_u32(m, AVP_RESULT_CODE, &rc);
+    if (G.phase == 1) {
         G.window_answers++;
+        G.window_ok += rc == DIAMETER_SUCCESS;
+    }
     if (sl->measured) {
-        uint32_t rc = 0;
-        avp_find_u32(m, AVP_RESULT_CODE, &rc);
         count_code(rc);
         G.answered++;
-        push_latency(now - sl->due);
+        int cls = rc == DIAMETER_SUCCESS ? LAT_OK : rc == DIAMETER_TOO_BUSY ? LAT_BUSY : LAT_OTHER;
+        push_latency(&G.lat[LAT_ALL], now - sl->due);
+        push_latency(&G.lat[cls], now - sl->due);
     }
     if (opt.closed && G.phase < 2)
         send_request(ci, now, now);
@@ -411,20 +425,29 @@ static int cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static double pct_us(double q)
+static double pct_us(const lat_t *l, double q)
 {
-    if (!G.nlat)
+    if (!l->n)
         return 0;
-    size_t rank = (size_t)ceil(q * (double)G.nlat); /* nearest-rank percentile */
-    return (double)G.lat[rank ? rank - 1 : 0] / 1e3;
+    size_t rank = (size_t)ceil(q * (double)l->n); /* nearest-rank percentile */
+    return (double)l->v[rank ? rank - 1 : 0] / 1e3;
+}
+
+/* {"p50":..,"p99":..,"p999":..,"max":..,"mean":..} of one sorted class, in us. */
+static void print_latency(const lat_t *l)
+{
+    double sum = 0;
+    for (size_t i = 0; i < l->n; i++)
+        sum += (double)l->v[i];
+    printf("{\"n\":%zu,\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,\"mean\":%.1f}",
+           l->n, pct_us(l, 0.5), pct_us(l, 0.99), pct_us(l, 0.999),
+           l->n ? (double)l->v[l->n - 1] / 1e3 : 0.0, l->n ? sum / (double)l->n / 1e3 : 0.0);
 }
 
 static void report(void)
 {
-    qsort(G.lat, G.nlat, sizeof *G.lat, cmp_u64);
-    double sum = 0;
-    for (size_t i = 0; i < G.nlat; i++)
-        sum += (double)G.lat[i];
+    for (int i = 0; i < LAT_CLASSES; i++)
+        qsort(G.lat[i].v, G.lat[i].n, sizeof *G.lat[i].v, cmp_u64);
     double window = (double)(G.w1 - G.w0) / 1e9;
     double cpu = G.cpu1 - G.cpu0;
     printf("{\"tool\":\"diam_load\",\"transport\":\"%s\",\"mode\":\"%s\",\"inflight\":%d,"
@@ -438,12 +461,17 @@ static void report(void)
            (unsigned long long)G.duplicates);
     for (int i = 0; i < G.ncodes; i++)
         printf("%s\"%u\":%u", i ? "," : "", G.codes[i][0], G.codes[i][1]);
-    printf("},\"throughput\":%.1f,\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,"
-           "\"max\":%.1f,\"mean\":%.1f},\"max_send_lag_us\":%.1f,\"cpu_s\":%.4f,"
-           "\"cpu_us_per_req\":%.3f}\n",
-           window > 0 ? (double)G.window_answers / window : 0.0, pct_us(0.5), pct_us(0.99),
-           pct_us(0.999), G.nlat ? (double)G.lat[G.nlat - 1] / 1e3 : 0.0,
-           G.nlat ? sum / (double)G.nlat / 1e3 : 0.0, (double)G.max_send_lag / 1e3, cpu,
+    printf("},\"throughput\":%.1f,\"goodput\":%.1f,\"latency_us\":",
+           window > 0 ? (double)G.window_answers / window : 0.0,
+           window > 0 ? (double)G.window_ok / window : 0.0);
+    print_latency(&G.lat[LAT_ALL]);
+    printf(",\"latency_by_code_us\":{");
+    for (int i = LAT_OK; i < LAT_CLASSES; i++) {
+        printf("%s\"%s\":", i > LAT_OK ? "," : "", lat_names[i]);
+        print_latency(&G.lat[i]);
+    }
+    printf("},\"max_send_lag_us\":%.1f,\"cpu_s\":%.4f,\"cpu_us_per_req\":%.3f}\n",
+           (double)G.max_send_lag / 1e3, cpu,
            G.window_answers ? cpu * 1e6 / (double)G.window_answers : 0.0);
 }
 

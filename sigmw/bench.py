@@ -210,8 +210,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fixed-share",
         type=float,
-        default=0.5,
-        help="cap the fixed rate at this share of the slower relay's max",
+        default=0.25,
+        help="cap the fixed rate at this share of the slower relay's closed-loop max "
+        "(in the VM freeDiameterd collapses in open loop at 50%%)",
+    )
+    p.add_argument(
+        "--ready-wait",
+        type=float,
+        default=120.0,
+        help="seconds a freshly started relay may take to answer (slow in the VM)",
     )
     p.add_argument(
         "--recover-wait",
@@ -231,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="build and work directory (tools in CACHE/bin)",
     )
     p.add_argument("--json", type=Path, help="also write every figure to this file")
-    return p  # fmt: skip
+    return p
 
 
 def run_relays(ctx: Ctx, relays: Sequence[str], results: Results) -> tuple[dict[str, str], str]:
@@ -244,7 +251,7 @@ def run_relays(ctx: Ctx, relays: Sequence[str], results: Results) -> tuple[dict[
         try:
             with start_relay(name, ctx.net, opts.cache / "run" / name, opts.transport,
                              opts.conns) as pid:  # fmt: skip
-                wait_relay_ready(ctx, RELAY_PORT, pid)
+                wait_relay_ready(ctx, RELAY_PORT, pid, timeout=opts.ready_wait)
                 body(pid, results[name])
         except (BenchError, RuntimeError, OSError) as exc:
             why = str(exc).strip().splitlines()[0][:300]

@@ -30,18 +30,21 @@ RELAYS = ("freediameter", "sigmw")
 
 def sigmw_config(address: str, port: int, server_port: int, transport: str, conns: int) -> Json:
     """peers.yaml for `sigmw run`: clients accepted on port, everything to the server."""
-    base = {"protocol": "diameter", "transport": transport, "addresses": [address]}
+
+    def base() -> Json:  # a fresh dict each time: no YAML aliases in the file
+        return {"protocol": "diameter", "transport": transport, "addresses": [address]}
+
     server = {"host": SERVER_HOST, "realm": SERVER_REALM}
     generators = [
-        {"name": f"gen{i}", **base, "role": "accept",
+        {"name": f"gen{i}", **base(), "role": "accept",
          "diameter": {"host": f"gen-{i}.{CLIENT_REALM}", "realm": CLIENT_REALM}}
         for i in range(1, conns + 1)
     ]  # fmt: skip
     return {
         "node": {"name": "bench-relay",
                  "diameter": {"origin_host": "relay.bench", "origin_realm": "bench"}},
-        "listen": [{"name": "clients", **base, "port": port}],
-        "peers": [{"name": "server", **base, "role": "connect", "port": server_port,
+        "listen": [{"name": "clients", **base(), "port": port}],
+        "peers": [{"name": "server", **base(), "role": "connect", "port": server_port,
                    "diameter": server}, *generators],
         "routes": {"diameter": [{"realm": SERVER_REALM, "application": APP, "peers": ["server"]}]},
     }  # fmt: skip

@@ -8,17 +8,20 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sigmw.bench import SOURCES, avp, avp_u32, build_tools, diameter_message, result_code
+from sigmw.benchkit.pygen import avp, avp_u32, diameter_message, result_code
+from sigmw.benchkit.report import overload_targets
+from sigmw.benchkit.tools import SOURCES, Run, build_tools
 
 FIELDS = {
     "sent", "answered", "timeouts", "mismatches", "duplicates", "result_codes", "throughput",
-    "latency_us", "cpu_s", "cpu_us_per_req", "duration_s",
+    "latency_us", "latency_by_code_us", "goodput", "cpu_s", "cpu_us_per_req", "duration_s",
 }  # fmt: skip
 
 
@@ -107,6 +110,80 @@ def test_duplicates_and_strangers_are_counted(tools: dict[str, Path]) -> None:
     assert r["answered"] == r["sent"] > 0
     assert r["duplicates"] >= r["answered"]
     assert r["mismatches"] >= r["answered"]
+
+
+def _shedding_server(listener: socket.socket) -> None:
+    """By end-to-end id: 1 in 4 answered 3004 at once, 1 in 4 answered 3002 at once except
+    1 in 100 never answered, the other half answered 2001 after 20 ms (a relayed answer)."""
+    conn, _ = listener.accept()
+    conn.settimeout(0.002)
+    held: list[tuple[float, bytes]] = []
+    buf = b""
+    with conn:
+        while True:
+            try:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buf += data
+            except TimeoutError:
+                pass
+            except OSError:
+                return
+            now, out = time.monotonic(), []
+            while len(buf) >= 20 and len(buf) >= (n := int.from_bytes(buf[1:4], "big")):
+                msg, buf = buf[:n], buf[n:]
+                flags_cmd, app, hbh, e2e = struct.unpack_from("!IIII", msg, 4)
+                cmd, ident = flags_cmd & 0xFFFFFF, avp(264, b"shed.server") + avp(296, b"r")
+                code = 2001 if cmd != 272 or e2e % 4 >= 2 else (3004, 3002)[e2e % 4]
+                answer = diameter_message(0, cmd, app, hbh, e2e, avp_u32(268, code) + ident)
+                if cmd == 272 and code == 2001:
+                    held.append((now + 0.02, answer))
+                elif not (code == 3002 and e2e % 100 == 1):
+                    out.append(answer)
+            out += [a for due, a in held if due <= now]
+            held = [(due, a) for due, a in held if due > now]
+            conn.sendall(b"".join(out))
+
+
+def test_overload_accounting_by_result_code(tools: dict[str, Path]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        thread = threading.Thread(target=_shedding_server, args=(listener,), daemon=True)
+        thread.start()
+        r = load(tools, listener.getsockname()[1], "--rate", "2000", "--timeout", "0.3")
+        thread.join(5)
+    codes, by_code, sent = r["result_codes"], r["latency_by_code_us"], r["sent"]
+    assert sum(codes.values()) + r["timeouts"] == sent
+    assert abs(codes["2001"] - sent / 2) <= 2 and abs(codes["3004"] - sent / 4) <= 2
+    assert abs(r["timeouts"] - sent / 100) <= 2 and r["timeouts"] > 0
+    assert by_code["2001"]["n"] == codes["2001"] and by_code["3004"]["n"] == codes["3004"]
+    assert by_code["other"]["n"] == codes["3002"] == r["answered"] - codes["2001"] - codes["3004"]
+    # The fast rejections are timed apart from the slow real answers.
+    assert by_code["3004"]["p50"] < 10_000 and by_code["2001"]["p50"] >= 20_000
+    assert r["latency_us"]["p50"] < by_code["2001"]["p50"]
+    assert r["goodput"] == pytest.approx(codes["2001"] / r["duration_s"], rel=0.1)
+
+
+def _overload_run(codes: dict[str, int], timeouts: int, rss: tuple[int, int]) -> Run:
+    sent = sum(codes.values()) + timeouts
+    busy = {"n": codes.get("3004", 0), "p50": 900.0, "p99": 5000.0}
+    gen = {"sent": sent, "goodput": codes.get("2001", 0) / 5, "duration_s": 5,
+           "result_codes": codes, "timeouts": timeouts,
+           "latency_by_code_us": {"3004": busy}}  # fmt: skip
+    return Run("overload", "overload", gen, 10.0, rss, rss[1], recover_s=0.5)
+
+
+def test_overload_targets_pass_and_fail() -> None:
+    closed = Run("closed256", "closed", {"throughput": 1000.0}, 10.0)
+    good = _overload_run({"2001": 4500, "3004": 5500}, 0, (40_000, 41_000))
+    assert all(t.ok for t in overload_targets([closed, good], slow=1.0))
+    bad = _overload_run({"2001": 3000, "3004": 1000, "3002": 5000}, 1000, (40_000, 140_000))
+    failed = {t.name for t in overload_targets([closed, bad], slow=1.0) if not t.ok}
+    assert failed == {
+        "overload goodput / max", "overload excess answered 3004",
+        "overload RSS growth over the window", "overload no collapse: timeouts/sent",
+    }  # fmt: skip
+    assert not any(t.ok for t in overload_targets([closed], slow=1.0))
 
 
 def test_rebuilds_only_when_sources_change(tmp_path: Path) -> None:
