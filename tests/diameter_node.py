@@ -113,6 +113,10 @@ class _Conn:
         self.out_streams = count
         self._next_stream = itertools.cycle(range(1, count) if count > 1 else [0])
 
+    def reply_stream(self, item: Received) -> int:
+        """The request's stream when we have it too (our outbound count may be smaller)."""
+        return (item.stream or 0) % max(self.out_streams, 1)
+
     def request_stream(self) -> int:
         """Round robin over streams 1..n-1 (0 is for CER/DWR/DPR), like freeDiameterd."""
         return next(self._next_stream)
@@ -192,7 +196,7 @@ class _Node:
     async def handle(self, conn: _Conn, item: Received) -> None:
         """Answer base requests; subclasses add the rest."""
         if item.is_request and item.code in (DWR, DPR):
-            await conn.send(self.answer(item.message, 2001).as_bytes(), item.stream or 0)
+            await conn.send(self.answer(item.message, 2001).as_bytes(), conn.reply_stream(item))
 
     def spawn(self, work: Coroutine[object, object, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -344,7 +348,7 @@ class DiameterTestClient(_Node):
         if item.code in BASE_COMMANDS:
             await super().handle(conn, item)
         else:  # a client serves nothing
-            await conn.send(self.answer(item.message, 3001).as_bytes(), item.stream or 0)
+            await conn.send(self.answer(item.message, 3001).as_bytes(), conn.reply_stream(item))
 
     async def close(self) -> None:
         """Shut the association down gracefully (SCTP) or close the socket (TCP)."""
@@ -419,7 +423,7 @@ class DiameterTestServer(_Node):
             self.peers.append(conn.peer)
             cea = CapabilitiesExchangeAnswer(answer_header(item.message.header))
             cea.result_code = 2001
-            await conn.send(self.capabilities(cea).as_bytes(), item.stream or 0)
+            await conn.send(self.capabilities(cea).as_bytes(), conn.reply_stream(item))
         elif item.code in BASE_COMMANDS:
             await super().handle(conn, item)
         else:
@@ -431,4 +435,4 @@ class DiameterTestServer(_Node):
         if self.delay:
             await asyncio.sleep(self.delay)
         answer = self.answer(item.message, 2001, self.COPIED)
-        await conn.send(answer.as_bytes(), item.stream or 0)
+        await conn.send(answer.as_bytes(), conn.reply_stream(item))
