@@ -5,6 +5,15 @@ from __future__ import annotations
 from enum import IntEnum
 
 HEADER_LEN = 20
+DIAMETER_PPID = 46
+"""SCTP payload protocol id of Diameter (RFC 6733 2.1): on every message sigmw sends."""
+ACCEPTED_PPIDS = frozenset((46, 0))
+"""freeDiameter sends PPID 0: accepted from peers, never sent."""
+SHED_BACKLOG = 512
+"""Messages waiting on one endpoint beyond which new requests get 3004 (relay.too_busy):
+a few milliseconds of work, well inside any client's timeout."""
+TICK_S = 0.1
+"""Resolution of the Diameter timers (Tw, Tx, CER/CEA/DPA waits): all are seconds long."""
 AVP_HEADER_LEN = 8
 VENDOR_AVP_HEADER_LEN = 12
 RELAY_APPLICATION = 0xFFFFFFFF

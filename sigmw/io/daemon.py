@@ -14,14 +14,13 @@ import random
 import signal
 import sys
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
 
 from sigmw.config.loader import ConfigError, load_config
 from sigmw.config.model import Config, Peer, Protocol, SctpParams
 from sigmw.core.errors import SigmwError
-from sigmw.diameter.node import CloseConn
-from sigmw.io.diameter import ACCEPTED_PPIDS, SHED_BACKLOG, TICK_S, DiameterService
+from sigmw.diameter.codes import ACCEPTED_PPIDS, SHED_BACKLOG, TICK_S
 from sigmw.io.endpoints import Endpoint, endpoint_class
 from sigmw.io.handlers import Outgoing, ProtocolHandler
 from sigmw.io.kernel import kernel_advice, read_proc_sys
@@ -34,6 +33,9 @@ from sigmw.routing.ppid import PpidRouter
 from sigmw.sctp.constants import AssocChangeState
 from sigmw.sctp.notifications import AssocChange, PeerAddrChange
 from sigmw.sctp.options import InitParams, SctpTuning, tuning_differences
+
+if TYPE_CHECKING:
+    from sigmw.io.diameter import DiameterService
 
 log = logging.getLogger("sigmw")
 DRAIN_S = 5.0  # SIGTERM: how long associations get to shut down gracefully
@@ -91,7 +93,7 @@ class Daemon:
         self.forward_failed = 0
         self.handlers = handlers or {}
         self.diameter = (
-            DiameterService(config, self, self.loop.time) if _speaks_diameter(config) else None
+            _diameter_service(config, self, self.loop.time) if _speaks_diameter(config) else None
         )
         self._listener_of: dict[Endpoint, str] = {}
         self._diameter_eps: set[Endpoint] = set()  # listeners and dialers that speak Diameter
@@ -395,7 +397,7 @@ class Daemon:
         restarted = note.state is AssocChangeState.RESTART
         out: list[act.Output] = []
         if dialer and up and self.diameter.core.is_open(dialer) and self.where.get(dialer) != conn:
-            self._spawn(self.diameter.perform([CloseConn(conn, "open on the peer's connection")]))
+            self._spawn(self.diameter.close(conn))  # the peer dialled us first: ours is surplus
             return out  # the peer dialled us first (or won the election): ours is surplus
         if dialer:
             if up:
@@ -523,6 +525,14 @@ def _quiet_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+def _diameter_service(config: Config, daemon: Daemon, now: Callable[[], float]) -> DiameterService:
+    # Imported here: python-diameter's dictionary takes a while to load (seconds on a
+    # slow machine), and a daemon without Diameter peers should not wait for it.
+    from sigmw.io.diameter import DiameterService
+
+    return DiameterService(config, daemon, now)
 
 
 def _speaks_diameter(config: Config) -> bool:

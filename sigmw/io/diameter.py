@@ -20,6 +20,7 @@ from typing import cast
 from sigmw.config.model import Config, Protocol, Role
 from sigmw.core.errors import SigmwError
 from sigmw.diameter import local
+from sigmw.diameter.codes import DIAMETER_PPID
 from sigmw.diameter.node import (
     BindConn,
     CloseConn,
@@ -35,14 +36,6 @@ from sigmw.io.endpoints import Endpoint
 from sigmw.io.transport import Message
 
 log = logging.getLogger("sigmw")
-DIAMETER_PPID = 46
-ACCEPTED_PPIDS = frozenset((46, 0))
-"""freeDiameter sends PPID 0: accepted from peers, never sent."""
-SHED_BACKLOG = 512
-"""Messages waiting on one endpoint beyond which new requests get 3004 (see relay.too_busy):
-a few milliseconds of work, well inside any client's timeout."""
-TICK_S = 0.1
-"""Resolution of the Diameter timers (Tw, Tx, CER/CEA/DPA waits): all are seconds long."""
 
 Conn = tuple[Endpoint, int]
 
@@ -193,7 +186,7 @@ class DiameterService:
             elif isinstance(out, SendOn):
                 await self._send(out.conn, out.data, out.stream)  # type: ignore[arg-type]
             elif isinstance(out, CloseConn):
-                await self._close(out.conn)  # type: ignore[arg-type]
+                await self.close(out.conn)  # type: ignore[arg-type]
             else:
                 self._perform_sync(out)
 
@@ -206,7 +199,9 @@ class DiameterService:
         for peer in self.core.closing():
             self.host.emit("goodbye_unanswered", peer=peer)
 
-    async def _close(self, conn: Conn) -> None:
+    async def close(self, conn: Conn) -> None:
+        """Shut a connection down gracefully (also one the core never saw: a dialled
+        association made redundant because the peer dialled us first)."""
         ep, assoc = conn
         with contextlib.suppress(SigmwError, OSError):  # already gone
             await ep.shutdown(assoc)

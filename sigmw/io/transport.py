@@ -105,6 +105,8 @@ class SctpTransport:
         self._partial: dict[tuple[bool, int], list[bytes]] = {}
         self._oversize: set[tuple[bool, int]] = set()
         self._reading = False
+        self._full_wakeups = 0
+        """Read wake-ups in a row that did not empty the socket (see backlog)."""
         self._closed = False
         self._tx: dict[Hashable, deque[_Pending]] = {}
         self._writer_armed = False
@@ -114,8 +116,10 @@ class SctpTransport:
     # --- receive --------------------------------------------------------------
 
     def backlog(self) -> int:
-        """Items received and not yet read: how far the reader is behind."""
-        return len(self._rx)
+        """How far the reader is behind: items queued here, plus an estimate of what
+        waits in the kernel (each wake-up in a row that left the socket readable
+        means at least READS_PER_WAKEUP more)."""
+        return len(self._rx) + self._full_wakeups * READS_PER_WAKEUP
 
     def recv_nowait(self) -> Received | None:
         """The next queued item, or None: lets a reader drain the queue without an await
@@ -148,10 +152,12 @@ class SctpTransport:
             self._reading = True
 
     def _on_readable(self) -> None:
+        self._full_wakeups += 1  # until this wake-up empties the kernel's queue
         for _ in range(READS_PER_WAKEUP):
             try:
                 data, anc, flags, source = self.sock.recvmsg(RECV_CHUNK, ANC_SIZE)
             except (BlockingIOError, InterruptedError):
+                self._full_wakeups = 0
                 break
             except OSError as exc:  # a one-to-one socket whose association died
                 if exc.errno in _GONE or exc.errno == errno.ENOTCONN:

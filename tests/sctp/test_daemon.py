@@ -90,11 +90,14 @@ class Sigmw:
                 f"not logged in {timeout}s; last lines: {self.seen[-20:]}"
             ) from None
 
-    async def peer_up(self, peer: str) -> None:
+    async def peer_up(self, peer: str, timeout: float = 90) -> None:
+        # Generous: a fresh interpreter starting in the emulated VM while the host is busy
+        # has been seen to need 30-40 s before its first log line.
         await self.wait_log(
             lambda e: (
                 e.get("event") == "peer_state" and e.get("peer") == peer and e.get("to") == "up"
-            )
+            ),
+            timeout,
         )
 
 
