@@ -18,7 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Debian packages for the real-kernel bench (qemu, a kernel with sctp.ko, iproute2, ...).
+# Debian packages for the real-kernel bench (qemu, a kernel with sctp.ko, iproute2, ...)
+# and for the unit tests that run real peers on TCP (freeDiameterd, gcc for the bench tools).
 testbed-deps:
 	bash scripts/install-testbed.sh
 
@@ -29,7 +30,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-unit: setup
+unit: setup testbed-deps
 	$(PY) -m pytest -q tests/unit
 
 # The SCTP suite needs root and kernel SCTP: run it here if we have both, else in the VM.
