@@ -105,8 +105,6 @@ class SctpTransport:
         self._partial: dict[tuple[bool, int], list[bytes]] = {}
         self._oversize: set[tuple[bool, int]] = set()
         self._reading = False
-        self._full_wakeups = 0
-        """Read wake-ups in a row that did not empty the socket (see backlog)."""
         self._closed = False
         self._tx: dict[Hashable, deque[_Pending]] = {}
         self._writer_armed = False
@@ -116,10 +114,10 @@ class SctpTransport:
     # --- receive --------------------------------------------------------------
 
     def backlog(self) -> int:
-        """How far the reader is behind: items queued here, plus an estimate of what
-        waits in the kernel (each wake-up in a row that left the socket readable
-        means at least READS_PER_WAKEUP more)."""
-        return len(self._rx) + self._full_wakeups * READS_PER_WAKEUP
+        """Items received and not yet read: how far the reader is behind. (What waits
+        in the kernel is not counted: reads of 64 a wake-up keep this small, so over
+        SCTP the relay does not shed yet; see docs/operations.md.)"""
+        return len(self._rx)
 
     def recv_nowait(self) -> Received | None:
         """The next queued item, or None: lets a reader drain the queue without an await
@@ -152,12 +150,10 @@ class SctpTransport:
             self._reading = True
 
     def _on_readable(self) -> None:
-        self._full_wakeups += 1  # until this wake-up empties the kernel's queue
         for _ in range(READS_PER_WAKEUP):
             try:
                 data, anc, flags, source = self.sock.recvmsg(RECV_CHUNK, ANC_SIZE)
             except (BlockingIOError, InterruptedError):
-                self._full_wakeups = 0
                 break
             except OSError as exc:  # a one-to-one socket whose association died
                 if exc.errno in _GONE or exc.errno == errno.ENOTCONN:
