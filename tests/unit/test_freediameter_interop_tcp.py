@@ -404,7 +404,12 @@ async def election(lay: Layout, tmp_path: Path, relay_host: str, settle: float) 
             await wait_until(lambda: established(lay.net.b, lay.transport) == 1, 15)
             want = PeerState.R_OPEN if sigmw_wins else PeerState.I_OPEN
             assert slot.fsm.state is want, sig.named("diameter_state")
-            assert [e["won"] for e in sig.named("election")] == [sigmw_wins]
+            # Two orders are possible, both ending as RFC 6733 5.6.4 says: fd's CER reaches
+            # sigmw while its own CER waits for the CEA (sigmw elects), or fd, having elected
+            # first, drops sigmw's connection before its CER arrives (sigmw is then Closed
+            # and simply accepts the CER: no election of its own; seen in CI).
+            elections = [e["won"] for e in sig.named("election")]
+            assert elections in ([sigmw_wins], []), elections
             assert not sig.named("no_cer_first")  # the loser's 4003 CEA is not a new connection
             # fd opened on the CEA to its own CER (it lost), or on our CER (it won).
             opened_on = "Answer" if sigmw_wins else "Request"
@@ -414,7 +419,9 @@ async def election(lay: Layout, tmp_path: Path, relay_host: str, settle: float) 
             await check_request_to_fd(lay, fd, sig)
             assert sig.core.is_open("fd") and established(lay.net.b, lay.transport) == 1
             # No churn: the closed loser was not taken for a lost peer and redialled.
-            assert sig.count_sent(CER, True) == 1 and not sig.named("reconnect_scheduled")
+            assert sig.count_sent(CER, True) == 1
+            if elections:  # (when fd dropped our connection, a redial was scheduled, then
+                assert not sig.named("reconnect_scheduled")  # cancelled by the adoption)
     finally:
         unblock_b_path2(lay.net)
         await fd.stop_async()
