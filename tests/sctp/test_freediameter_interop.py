@@ -17,19 +17,19 @@ from pathlib import Path
 import pytest
 
 from sigmw.testbed.capture import Capture, DiameterRow, decode_diameter, warm_up_tshark
-from sigmw.testbed.freediameter import make_certificate
-from sigmw.testbed.netns import Host, TwoPaths, two_hosts_two_paths
+from sigmw.testbed.netns import Host, TwoPaths
 from tests.sctp.test_freediameter_harness import kept
 from tests.unit.test_freediameter_interop_tcp import (
-    FD,
     PORT,
     SERVER_PORT,
     Layout,
     election,
     fd_dials_then_sigmw_watchdogs_and_goodbye,
     fd_stops_and_returns,
+    layout_in_a,
     relay_through_fd,
     sigmw_dials_and_answers_watchdogs,
+    two_hosts_and_cert,
 )
 
 pytestmark = pytest.mark.sctp
@@ -48,20 +48,12 @@ def tshark_warm() -> Iterator[subprocess.Popen[bytes]]:
 
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TwoPaths, Path]]:
-    """Hosts a and b, shared by the module's tests (making them takes ~10 s in the VM),
-    and freeDiameterd's certificate."""
-    certs = tmp_path_factory.mktemp("fd-certs")
-    make_certificate(certs, FD)
-    with two_hosts_two_paths() as net:
-        yield net, certs
+    yield from two_hosts_and_cert(tmp_path_factory)
 
 
 @pytest.fixture
 def lay(hosts: tuple[TwoPaths, Path]) -> Iterator[Layout]:
-    """This thread (so sigmw and the test nodes) inside host a."""
-    net, certs = hosts
-    with net.a.entered():
-        yield Layout(net, "sctp", certs)
+    yield from layout_in_a(hosts, "sctp")
 
 
 async def test_sigmw_dials_freediameter_and_answers_its_watchdogs(

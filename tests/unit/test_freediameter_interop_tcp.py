@@ -478,23 +478,32 @@ async def relay_through_fd(
 # --- the TCP tests -----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TwoPaths, Path]]:
-    """Hosts a and b (shared by the module's tests) and freeDiameterd's certificate."""
+def two_hosts_and_cert(factory: pytest.TempPathFactory) -> Iterator[tuple[TwoPaths, Path]]:
+    """Hosts a and b (shared by a module's tests: making them takes ~10 s in the VM)
+    and freeDiameterd's certificate. Both transports' modules use it."""
     if os.geteuid() != 0:
         pytest.fail("these tests need root (they make network namespaces)")
-    certs = tmp_path_factory.mktemp("fd-certs")
+    certs = factory.mktemp("fd-certs")
     make_certificate(certs, FD)
     with two_hosts_two_paths() as net:
         yield net, certs
 
 
-@pytest.fixture
-def lay(hosts: tuple[TwoPaths, Path]) -> Iterator[Layout]:
+def layout_in_a(hosts: tuple[TwoPaths, Path], transport: Transport) -> Iterator[Layout]:
     """This thread (so sigmw and the test nodes) inside host a."""
     net, certs = hosts
     with net.a.entered():
-        yield Layout(net, "tcp", certs)
+        yield Layout(net, transport, certs)
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TwoPaths, Path]]:
+    yield from two_hosts_and_cert(tmp_path_factory)
+
+
+@pytest.fixture
+def lay(hosts: tuple[TwoPaths, Path]) -> Iterator[Layout]:
+    yield from layout_in_a(hosts, "tcp")
 
 
 async def test_sigmw_dials_freediameter_and_answers_its_watchdogs(
