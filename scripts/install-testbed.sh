@@ -5,11 +5,12 @@
 # peers and decoders the interop tests use: freediameter (the freeDiameterd
 # daemon) with freediameter-extensions (acl_wl, rt_default, dbg_msg_dumps .fdx),
 # tshark (decodes captures), openssl (freeDiameterd's mandatory TLS certificate).
+# prometheus (a real server scraping sigmw, and promtool for rules and scrapes).
 # Idempotent; root installs.
 set -euo pipefail
 packages=(
   qemu-system-x86 linux-image-amd64 busybox-static iproute2 kmod lksctp-tools tcpdump
-  freediameter freediameter-extensions tshark openssl
+  freediameter freediameter-extensions tshark openssl prometheus
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -39,6 +40,28 @@ def _run(args: argparse.Namespace) -> int:
     return run(args.config)
 
 
+def _status(args: argparse.Namespace) -> int:
+    from sigmw.obs import status
+
+    if args.admin:
+        host, _, port = args.admin.rpartition(":")
+        if not port.isdigit():
+            raise SigmwError(f"--admin wants host:port, not {args.admin!r}")
+        where = (host.strip("[]") or "127.0.0.1", int(port))
+    else:
+        from sigmw.config.loader import load_config
+
+        admin = load_config(args.config).admin
+        where = (admin.host, admin.port)
+    doc = status.fetch(*where)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    render = {"status": status.render_status, "peers": status.render_peers}
+    print(render.get(args.command, status.render_paths)(doc))
+    return 0 if doc["ready"] or args.command != "status" else 1
+
+
 def _bench(argv: Sequence[str]) -> int:
     from sigmw.bench import main as bench_main
 
@@ -67,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the relay daemon (SIGHUP reloads, SIGTERM stops)")
     run.add_argument("-c", "--config", default="peers.yaml")
     run.set_defaults(func=_run)
+    for name, what in (
+        ("status", "the running daemon: readiness, peers, paths, Diameter (exit 1 if not ready)"),
+        ("peers", "the running daemon's peers: state, streams, watchdog, pending, traffic"),
+        ("paths", "the running daemon's SCTP paths: state, primary, srtt, rto, cwnd, mtu"),
+    ):
+        cmd = sub.add_parser(name, help=what)
+        cmd.add_argument("-c", "--config", default="peers.yaml", help="read admin.listen here")
+        cmd.add_argument("--admin", help="host:port of the admin endpoint (overrides -c)")
+        cmd.add_argument("--json", action="store_true", help="the raw /status document")
+        cmd.set_defaults(func=_status)
     sub.add_parser(  # its options are sigmw.bench's own: `sigmw bench --help`
         "bench",
         help="Diameter relay benchmark: sigmw and freeDiameterd side by side "

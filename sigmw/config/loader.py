@@ -150,7 +150,7 @@ def _endpoint(r: Reader) -> Callable[[yaml.Node, str], m.HostPort | None]:
         if got is None:
             return None
         host, sep, port = str(got["listen"]).rpartition(":")
-        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
             r.error_at(f"{path}.listen", f"'{got['listen']}' is not host:port")
             return None
         address = r.address(
@@ -193,7 +193,10 @@ def _config(r: Reader, root: yaml.Node) -> m.Config | None:
     }
     needed = ("name", "protocol", "transport", "addresses", "port")
     top = r.mapping(
-        root, "", ("node", "listen", "peers", "routes", "metrics", "admin"), required=("node",)
+        root,
+        "",
+        ("node", "listen", "peers", "routes", "metrics", "admin", "readiness"),
+        required=("node",),
     )
     if top is None:
         return None
@@ -214,7 +217,15 @@ def _config(r: Reader, root: yaml.Node) -> m.Config | None:
         else []
     )
     routes = _routes(r, top["routes"]) if "routes" in top else ([], [])
-    extra = {k: _endpoint(r)(top[k], k) for k in ("metrics", "admin") if k in top}
+    extra: dict[str, Any] = {k: _endpoint(r)(top[k], k) for k in ("metrics", "admin") if k in top}
+    if "readiness" in top:
+        ready = _fields(
+            r,
+            top["readiness"],
+            "readiness",
+            {"min_peers_up": lambda n, p: r.integer(n, p, 0, 65535)},
+        )
+        extra["readiness"] = None if ready is None else m.Readiness(**ready)
     if r.problems or node_fields is None or routes is None:
         return None
     m3ua = node_fields.pop("m3ua", None)
@@ -297,6 +308,13 @@ def _cross_checks(r: Reader, c: m.Config) -> None:
             if target.peer not in diameter_peers:
                 why = "is not a diameter peer" if target.peer in names else "is not a peer"
                 r.error_at(f"routes.diameter[{i}].peers", f"'{target.peer}' {why}")
+    wanted = c.readiness.min_peers_up
+    if wanted is not None and wanted > len(c.peers):
+        r.error_at(
+            "readiness.min_peers_up", f"{wanted} peers can never be up: {len(c.peers)} configured"
+        )
+    if c.metrics == c.admin and c.metrics.port:
+        r.error_at("admin.listen", "metrics and admin need different ports")
     seen: set[int] = set()
     for i, route in enumerate(c.ppid_routes):
         for name in route.to:

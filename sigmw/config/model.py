@@ -144,6 +144,12 @@ class HostPort:
 
 
 @dataclass(frozen=True, slots=True)
+class Readiness:
+    min_peers_up: int | None = None
+    """Peers that must be up for /readyz; None: 1 if any peer is configured, else 0."""
+
+
+@dataclass(frozen=True, slots=True)
 class Node:
     name: str
     diameter: DiameterNode | None = None
@@ -159,6 +165,7 @@ class Config:
     diameter_routes: tuple[DiameterRoute, ...] = ()
     metrics: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 9464))
     admin: HostPort = field(default_factory=lambda: HostPort("127.0.0.1", 9465))
+    readiness: Readiness = field(default_factory=Readiness)
 
     def peer(self, name: str) -> Peer | None:
         return next((p for p in self.peers if p.name == name), None)

@@ -35,6 +35,9 @@ from sigmw.routing.diameter import NoPeer, RealmTable, Usable
 from sigmw.routing.streams import Spreader, session_stream
 
 _U32 = struct.Struct(">I")
+MAX_LABELS = 256
+"""Distinct command codes (and answer kinds) counted apart; the rest count as OTHER."""
+OTHER = -1
 
 _FAILURES = {
     NoPeer.NO_ROUTE: (ResultCode.UNABLE_TO_DELIVER, "no route for this realm and application", b""),
@@ -122,6 +125,10 @@ class Relay:
         """Event counts by name: relayed, answered_locally_3002, unmatched_answer, ..."""
         self.latency = Histogram()
         """Relay latency: request in -> answer out, in seconds."""
+        self.requests: Counter[int] = Counter()
+        """Requests received from clients, by command code (OTHER beyond MAX_LABELS)."""
+        self.answers: Counter[tuple[int, int, str]] = Counter()
+        """Answers sent to clients: (command, result code, 'relayed' or 'local')."""
 
     # --- peers ----------------------------------------------------------------------
 
@@ -167,6 +174,11 @@ class Relay:
         except wire.DiameterError as exc:
             self.stats[f"malformed_{exc.result_code}"] += 1
             return self._refuse_raw(origin, data, exc)
+        code = meta.header.code
+        if code in self.requests or len(self.requests) < MAX_LABELS:
+            self.requests[code] += 1
+        else:
+            self.requests[OTHER] += 1
         refusal = self._check(meta)
         if refusal is not None:
             return self._answer_locally(origin, meta, *refusal)
@@ -251,6 +263,7 @@ class Relay:
         if peer is None or len(data) < HEADER_LEN or not data[4] & FLAG_REQUEST:
             return []
         self.stats["shed_3004"] += 1
+        self._count_answer(int.from_bytes(data[5:8], "big"), ResultCode.TOO_BUSY, "local")
         session, value = wire.leading_session_id(data)
         size = (HEADER_LEN + len(session) + len(self._busy_tail)).to_bytes(3, "big")
         flags = bytes(((data[4] & FLAG_PROXIABLE) | FLAG_ERROR,))
@@ -286,6 +299,7 @@ class Relay:
             return []
         self.stats["relayed_answers"] += 1
         self.latency.observe(now - p.received)
+        self._count_answer(p.meta.header.code, wire.result_code(data), "relayed")
         msg = data[:12] + _U32.pack(p.origin_hbh) + data[16:]
         return [Send(p.origin, msg, self._stream(p.meta, origin.outbound))]
 
@@ -360,11 +374,18 @@ class Relay:
         self, origin: str, meta: wire.Scanned, code: int, text: str, failed: bytes
     ) -> list[Send]:
         self.stats[f"answered_locally_{code}"] += 1
+        self._count_answer(meta.header.code, code, "local")
         peer = self.peers.get(origin)
         if peer is None:
             return []
         answer = local.error_answer(self.me, meta, code, text, failed)
         return [Send(origin, answer, self._stream(meta, peer.outbound))]
+
+    def _count_answer(self, command: int, result: int | None, source: str) -> None:
+        key = (command, OTHER if result is None else result, source)
+        if key not in self.answers and len(self.answers) >= MAX_LABELS:
+            key = (OTHER, OTHER, source)  # bounded, whatever codes peers send
+        self.answers[key] += 1
 
     def _refuse_raw(self, origin: str, data: bytes, exc: wire.DiameterError) -> list[Send]:
         """A request whose AVPs cannot be walked: answer from its header (and the

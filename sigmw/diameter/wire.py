@@ -167,6 +167,39 @@ def scan(data: bytes) -> Scanned:
     return found
 
 
+_EXPERIMENTAL_RESULT = int(Avp.EXPERIMENTAL_RESULT)
+_EXPERIMENTAL_RESULT_CODE = 298
+_VENDOR_BIT = 0x80
+
+
+def result_code(data: bytes, start: int = HEADER_LEN, end: int | None = None) -> int | None:
+    """The answer's Result-Code, or the Experimental-Result-Code inside an
+    Experimental-Result; None if it has neither or its AVPs cannot be walked.
+
+    For metrics on relayed answers, which are otherwise not scanned: only AVP
+    headers are read, and the walk stops at the first hit (the Result-Code
+    usually follows the Session-Id).
+    """
+    end = len(data) if end is None else end
+    off = start
+    while off + 8 <= end:
+        code, word = _AVP_HEAD.unpack_from(data, off)
+        length = word & 0xFFFFFF
+        head = 12 if word >> 24 & _VENDOR_BIT else 8
+        if length < head or off + length > end:
+            return None
+        if code == _RESULT_CODE and length == head + 4:
+            return int(_U32.unpack_from(data, off + head)[0])
+        if code == _EXPERIMENTAL_RESULT:
+            inner = result_code(data, off + head, off + length)
+            if inner is not None:
+                return inner
+        if code == _EXPERIMENTAL_RESULT_CODE and length == head + 4 and start != HEADER_LEN:
+            return int(_U32.unpack_from(data, off + head)[0])
+        off += (length + 3) & ~3
+    return None
+
+
 def leading_session_id(data: bytes) -> tuple[bytes, bytes]:
     """(whole AVP, value) of a Session-Id that is the first AVP, as RFC 6733 8.8 asks;
     (b"", b"") if it is not there. Reads nothing else: for answers built without a scan."""

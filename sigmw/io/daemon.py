@@ -21,11 +21,15 @@ from sigmw.config.loader import ConfigError, load_config
 from sigmw.config.model import Config, Peer, Protocol, SctpParams
 from sigmw.core.errors import SigmwError
 from sigmw.diameter.codes import ACCEPTED_PPIDS, SHED_BACKLOG, TICK_S
+from sigmw.io.endpoint import SctpEndpoint
 from sigmw.io.endpoints import Endpoint, endpoint_class
 from sigmw.io.handlers import Outgoing, ProtocolHandler
 from sigmw.io.kernel import kernel_advice, read_proc_sys
 from sigmw.io.tcp import TcpEndpoint
-from sigmw.io.transport import Message, Received
+from sigmw.io.transport import ENDED, Message, Received
+from sigmw.obs.events import EventCounts, Totals
+from sigmw.obs.kernel import KernelReading
+from sigmw.obs.service import Observability
 from sigmw.peers import actions as act
 from sigmw.peers.lifecycle import State
 from sigmw.peers.manager import PeerManager
@@ -97,6 +101,17 @@ class Daemon:
         )
         self._listener_of: dict[Endpoint, str] = {}
         self._diameter_eps: set[Endpoint] = set()  # listeners and dialers that speak Diameter
+        # What the metrics and /status read (sigmw.obs), fed from events, never from a core:
+        self.started_at = time.time()
+        self.events = EventCounts()
+        self.totals = Totals()
+        self.kernel: dict[str, KernelReading] = {}  # peer -> last SCTP read-out
+        self.observability: Observability | None = None
+
+    def min_peers_up(self) -> int:
+        """Peers that must be up for /readyz (configured, or 1 if any peer is)."""
+        wanted = self.config.readiness.min_peers_up
+        return min(1, len(self.config.peers)) if wanted is None else wanted
 
     # --- life cycle -----------------------------------------------------------------
 
@@ -111,24 +126,26 @@ class Daemon:
             if lst.protocol is Protocol.DIAMETER:
                 self._diameter_eps.add(ep)
             self._spawn(self._read(ep, listener=lst.name))
-            emit("listening", listener=lst.name, addresses=list(lst.addresses), port=lst.port)
+            self.emit("listening", listener=lst.name, addresses=list(lst.addresses), port=lst.port)
         if install_signals:
             self.loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
             self.loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
             self.loop.add_signal_handler(signal.SIGHUP, self.reload)
         self._spawn(self._readouts())
+        self.observability = Observability(self)
+        await self.observability.start(self.config.metrics, self.config.admin)
         if self.diameter is not None:
             self._spawn(self._diameter_ticks())
         for advice in kernel_advice(read_proc_sys):
-            emit("kernel_advice", advice=advice)
+            self.emit("kernel_advice", advice=advice)
         self.perform(self.manager.start(self.loop.time()))
-        emit("started", config=self.config_path, peers=[p.name for p in self.config.peers])
+        self.emit("started", config=self.config_path, peers=[p.name for p in self.config.peers])
         _quiet_gc()
         await self.stop_requested.wait()
         return await self._shutdown()
 
     async def _shutdown(self) -> int:
-        emit("stopping", drain_s=DRAIN_S)
+        self.emit("stopping", drain_s=DRAIN_S)
         await self._goodbyes(DRAIN_S / 2)
         self.perform(self.manager.stop(self.loop.time()))
         deadline = self.loop.time() + DRAIN_S
@@ -140,7 +157,9 @@ class Daemon:
             task.cancel()
         for ep in (*self.listeners.values(), *self.dialers.values()):
             ep.close()
-        emit("stopped")
+        if self.observability is not None:
+            self.observability.close()
+        self.emit("stopped")
         return 0
 
     async def _goodbyes(self, wait_s: float) -> None:
@@ -158,7 +177,7 @@ class Daemon:
             waiting = [(n, h) for n, h in waiting if not h.goodbye_done(n)]
             await asyncio.sleep(0.02)
         for name, _ in waiting:
-            emit("goodbye_unanswered", peer=name)
+            self.emit("goodbye_unanswered", peer=name)
 
     async def _send_all(self, peer: str, messages: list[Outgoing]) -> None:
         found = self.where.get(peer)
@@ -168,7 +187,7 @@ class Daemon:
             for out in messages:
                 await found[0].send(out.data, found[1], out.stream, out.ppid)
         except (SigmwError, OSError) as exc:
-            emit("send_failed", peer=peer, error=str(exc))
+            self.emit("send_failed", peer=peer, error=str(exc))
 
     def _handler_of(self, peer: str) -> ProtocolHandler | None:
         rt = self.manager.peers.get(peer)
@@ -178,10 +197,10 @@ class Daemon:
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
-            emit("reload_refused", errors=[str(p) for p in exc.problems])
+            self.emit("reload_refused", errors=[str(p) for p in exc.problems])
             return
         if new.listen != self.config.listen:
-            emit("reload_listeners_unchanged", note="listener changes need a restart")
+            self.emit("reload_listeners_unchanged", note="listener changes need a restart")
             new = dataclasses.replace(new, listen=self.config.listen)
         outputs = self.manager.reload(new, self.loop.time())
         # Goodbyes first, on the old endpoints, while they are still registered.
@@ -191,7 +210,9 @@ class Daemon:
             if now_cfg is None or now_cfg != old:
                 self._retire(name)
         self.config = new
+        counts = self.router.unrouted, self.router.no_live_peer
         self.router = PpidRouter.from_config(new.ppid_routes)
+        self.router.unrouted, self.router.no_live_peer = counts  # counters outlive a reload
         if self.diameter is not None:
             self.diameter.reload(new)
         self.perform([o for o in outputs if not isinstance(o, act.Shutdown)])
@@ -211,13 +232,14 @@ class Daemon:
             try:
                 self._perform_one(out)
             except Exception as exc:  # one failed action must not stop the others
-                emit("action_failed", action=type(out).__name__, error=str(exc))
+                self.emit("action_failed", action=type(out).__name__, error=str(exc))
         self._arm_timer()
 
     def _perform_one(self, out: act.Output) -> None:
         if isinstance(out, act.Log):
-            emit(out.event, **out.fields)
+            self.emit(out.event, **out.fields)
         elif isinstance(out, act.Connect):
+            self.events.connecting(out.peer)
             self._connect(out.peer)
         elif isinstance(out, act.Tune):
             self._tune(out.peer, out.assoc_id)
@@ -254,7 +276,7 @@ class Daemon:
         try:
             ep.start_connect([(a, peer.port) for a in peer.addresses])
         except OSError as exc:
-            emit("connect_failed", peer=name, error=str(exc))
+            self.emit("connect_failed", peer=name, error=str(exc))
             failed = AssocChange(0, AssocChangeState.CANT_STR_ASSOC, 0, 0, 0, (), ())
             self.loop.call_soon(
                 lambda: self.perform(self.manager.assoc_event(name, failed, self.loop.time()))
@@ -281,7 +303,7 @@ class Daemon:
         wanted = tuning_of(peer.sctp, endpoint=False)
         ep.apply_tuning(wanted, assoc_id)
         for field, want, have in tuning_differences(wanted, ep.read_tuning(assoc_id)):
-            emit("tuning_clamped", peer=name, field=field, wanted=want, kernel=have)
+            self.emit("tuning_clamped", peer=name, field=field, wanted=want, kernel=have)
         handler = self._handler_of(name)
         assoc = ep.associations.get(assoc_id)
         if handler is not None and assoc is not None:
@@ -305,7 +327,7 @@ class Daemon:
     def _reap(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            emit("action_failed", error=repr(task.exception()))
+            self.emit("action_failed", error=repr(task.exception()))
 
     # --- inputs --------------------------------------------------------------------
 
@@ -332,15 +354,18 @@ class Daemon:
                 else:
                     await self._take(ep, item, listener, dialer)
             except Exception as exc:  # bad input is counted and logged, never fatal
-                emit("input_error", error=repr(exc))
+                self.emit("input_error", error=repr(exc))
 
     async def _take(self, ep: Endpoint, item: Received, listener: str, dialer: str) -> None:
         now = self.loop.time()
         if isinstance(item, AssocChange):
+            owner = self._owner((ep, item.assoc_id))
             if ep in self._diameter_eps and self.diameter is not None:
                 self.perform(self._diameter_assoc(ep, item, dialer, now))
             else:
                 self.perform(self._assoc_change(ep, item, listener, dialer, now))
+            if item.state in ENDED:
+                self._fold(ep, item.assoc_id, owner)
         elif isinstance(item, PeerAddrChange):
             name = dialer or self.accepted.get((listener, item.assoc_id))
             if name:
@@ -420,6 +445,18 @@ class Daemon:
         self._spawn(svc.perform(changes))
         return out
 
+    def _owner(self, conn: tuple[Endpoint, int]) -> str | None:
+        return next((name for name, c in self.where.items() if c == conn), None)
+
+    def _fold(self, ep: Endpoint, assoc_id: int, peer: str | None) -> None:
+        """An association ended: its counts join its peer's totals (counters never go
+        back when the peer reconnects), and its kernel read-out is retired."""
+        self.totals.fold_traffic(peer, ep.traffic.take(assoc_id))
+        reading = self.kernel.get(peer) if peer else None
+        if peer and reading is not None and reading.conn == (ep, assoc_id):
+            del self.kernel[peer]
+            self.totals.fold_sctp(peer, reading.stats)
+
     # --- what the Diameter service asks of the daemon (io.diameter.Host) ---------------
 
     def peer_conn(self, peer: str) -> tuple[Endpoint, int] | None:
@@ -442,6 +479,8 @@ class Daemon:
         self.perform(self.manager.hold(peer, self.loop.time()))
 
     def emit(self, event: str, /, **fields: object) -> None:
+        """Log the event and count what the metrics count of it."""
+        self.events.observe(event, fields)
         emit(event, **fields)
 
     async def _diameter_ticks(self) -> None:
@@ -471,7 +510,7 @@ class Daemon:
             last = self._unrouted_logged.get(msg.ppid, -UNROUTED_LOG_EVERY_S)
             if self.loop.time() - last >= UNROUTED_LOG_EVERY_S:
                 self._unrouted_logged[msg.ppid] = self.loop.time()
-                emit(
+                self.emit(
                     "dropped",
                     ppid=msg.ppid,
                     source=source,
@@ -485,7 +524,7 @@ class Daemon:
             await ep.send(msg.data, assoc_id, fwd.stream, msg.ppid)
         except (SigmwError, OSError) as exc:  # the target died just now: counted, logged
             self.forward_failed += 1
-            emit(
+            self.emit(
                 "forward_failed",
                 peer=fwd.peer,
                 ppid=msg.ppid,
@@ -502,6 +541,8 @@ class Daemon:
                     continue
                 try:
                     paths = ep.paths(assoc_id)
+                    if isinstance(ep, SctpEndpoint):
+                        self.kernel[name] = KernelReading.of(ep, assoc_id)
                 except (SigmwError, OSError):  # the association went away meanwhile
                     continue
                 self.perform(self.manager.path_readout(name, paths, self.loop.time()))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from sigmw.core.errors import SigmwError
 from sigmw.io import sockapi
+from sigmw.io.traffic import OUT
 from sigmw.io.transport import SctpTransport, send_cmsgs
 from sigmw.sctp import structs as s
 from sigmw.sctp.addresses import Address
@@ -173,6 +174,8 @@ class SctpEndpoint(SctpTransport):
                 f"0..{known.outbound_streams - 1} were negotiated"
             )
         cmsgs = send_cmsgs(stream, ppid, int(flags), context, assoc_id, ttl_ms)
+        if not flags & (SendFlag.EOF | SendFlag.ABORT):
+            self.traffic.count(assoc_id, OUT, ppid, stream, len(data))
         await self._submit(assoc_id, data, cmsgs, None, assoc_id)
 
     def try_send(self, data: bytes, assoc_id: int, stream: int = 0, ppid: int = 0) -> bool:
@@ -185,9 +188,12 @@ class SctpEndpoint(SctpTransport):
             return False  # `send` raises the precise error
         cmsgs = send_cmsgs(stream, ppid, 0, 0, assoc_id, None)
         try:
-            return self._sendmsg(data, cmsgs, None)
+            sent = self._sendmsg(data, cmsgs, None)
         except OSError:
             return False  # `send` reports it as the association's error
+        if sent:
+            self.traffic.count(assoc_id, OUT, ppid, stream, len(data))
+        return sent
 
     async def send_to(self, data: bytes, address: Address, stream: int = 0, ppid: int = 0) -> None:
         """Send to an address: sets the association up implicitly if there is none."""
@@ -220,6 +226,10 @@ class SctpEndpoint(SctpTransport):
 
     def paths(self, assoc_id: int) -> list[s.PathInfo]:
         return sockapi.read_paths(self.sock, assoc_id)
+
+    def queued(self, assoc_id: int) -> int:
+        """Messages waiting for room in the kernel's send buffer."""
+        return len(self._tx.get(assoc_id, ()))
 
     def stats_of(self, assoc_id: int) -> s.AssocStats:
         return sockapi.read_assoc_stats(self.sock, assoc_id)

@@ -12,6 +12,7 @@ from typing import Protocol
 from sigmw.config.model import Transport
 from sigmw.io.endpoint import Association, SctpEndpoint
 from sigmw.io.tcp import TcpEndpoint
+from sigmw.io.traffic import Traffic
 from sigmw.io.transport import Received
 from sigmw.sctp.addresses import Address
 from sigmw.sctp.options import SctpTuning
@@ -20,6 +21,9 @@ from sigmw.sctp.structs import PathInfo
 
 class Endpoint(Protocol):
     """Associations (SCTP) or connections (TCP) to peers, as the daemon uses them."""
+
+    traffic: Traffic
+    """Messages and bytes per association, by direction, PPID and stream."""
 
     @property
     def associations(self) -> Mapping[int, Association]:
@@ -49,6 +53,10 @@ class Endpoint(Protocol):
 
     def try_send(self, data: bytes, assoc_id: int, stream: int = 0, ppid: int = 0) -> bool:
         """Send without waiting if possible; False: nothing was sent, use send()."""
+        ...
+
+    def queued(self, assoc_id: int) -> int:
+        """Messages waiting for room to send (backpressure)."""
         ...
 
     async def shutdown(self, assoc_id: int) -> None: ...

@@ -30,6 +30,7 @@ from typing import Any
 from sigmw.core.errors import AssociationGoneError, SigmwError
 from sigmw.diameter.framing import DEFAULT_MAX_SIZE, DiameterFramer, FramingError
 from sigmw.io.endpoint import Association
+from sigmw.io.traffic import IN, OUT, Traffic
 from sigmw.io.transport import ENDED, Message, Received
 from sigmw.sctp.addresses import Address
 from sigmw.sctp.constants import PPID_DIAMETER, AssocChangeState
@@ -217,6 +218,7 @@ class TcpEndpoint:
         """Largest Diameter message accepted (bigger is a 5015 framing error)."""
         self.connect_timeout = CONNECT_TIMEOUT_S
         self.stats = TcpStats()
+        self.traffic = Traffic()
         self.associations: dict[int, Association] = {}
         self._conns: dict[int, _Connection] = {}  # until its end has been read from recv()
         self._rx: deque[Received] = deque()
@@ -392,9 +394,10 @@ class TcpEndpoint:
         if self._closed:
             return  # nobody will read them: close() ended recv()
         rx, assoc_id, source = self._rx, conn.assoc_id, conn.peer
+        self.traffic.count_many(assoc_id, IN, PPID_DIAMETER, 0, messages)
         if self.shedder is not None and len(rx) >= self.shed_backlog:
             self.stats.messages_in += len(messages)
-            messages = self.shedder(assoc_id, messages, conn.write)
+            messages = self.shedder(assoc_id, messages, self._counted_write(conn))
             self.stats.messages_in -= len(messages)
         for data in messages:
             rx.append(Message(data, assoc_id, 0, PPID_DIAMETER, False, 0, 0, source))
@@ -404,6 +407,16 @@ class TcpEndpoint:
             conn.transport.pause_reading()
             self._read_paused.add(conn)
         self._push_wake()
+
+    def _counted_write(self, conn: _Connection) -> Callable[[bytes], None]:
+        """conn.write for the shedder's answers, counted as sent like any other."""
+
+        def write(data: bytes) -> None:
+            conn.write(data)
+            self.stats.messages_out += 1
+            self.traffic.count(conn.assoc_id, OUT, PPID_DIAMETER, 0, len(data))
+
+        return write
 
     def _push_wake(self) -> None:
         waiter = self._rx_waiter
@@ -441,6 +454,7 @@ class TcpEndpoint:
             return False
         conn.write(data)
         self.stats.messages_out += 1
+        self.traffic.count(assoc_id, OUT, PPID_DIAMETER, 0, len(data))
         return True
 
     async def send(self, data: bytes, assoc_id: int, stream: int = 0, ppid: int = 0) -> None:
@@ -451,6 +465,7 @@ class TcpEndpoint:
         conn = self._live(assoc_id)
         conn.write(data)
         self.stats.messages_out += 1
+        self.traffic.count(assoc_id, OUT, PPID_DIAMETER, 0, len(data))
         if conn.write_paused:
             self.stats.send_waits += 1
             await conn.drain()
@@ -500,6 +515,11 @@ class TcpEndpoint:
         if conn is None or conn.local is None:
             raise AssociationGoneError(assoc_id, errno.ENOENT)
         return [conn.local]
+
+    def queued(self, assoc_id: int) -> int:
+        """Sends waiting for the write buffer to drain (backpressure)."""
+        conn = self._conns.get(assoc_id)
+        return len(conn.waiters) if conn is not None else 0
 
     def paths(self, assoc_id: int) -> list[PathInfo]:
         """Always empty: a TCP connection has one path and no per-path state to fail over."""

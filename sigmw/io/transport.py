@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from sigmw.core.errors import AssociationGoneError
 from sigmw.io import sockapi
+from sigmw.io.traffic import IN, Traffic
 from sigmw.sctp import constants as c
 from sigmw.sctp import structs as s
 from sigmw.sctp.addresses import Address
@@ -98,6 +99,7 @@ class SctpTransport:
     def __init__(self, sock: socket.socket, max_queued: int = 1024) -> None:
         self.sock = sock
         self.stats = TransportStats()
+        self.traffic = Traffic()
         self._loop = asyncio.get_running_loop()
         self._rx: deque[Received] = deque()
         self._rx_waiter: asyncio.Future[None] | None = None
@@ -194,6 +196,7 @@ class SctpTransport:
             self._take_notification(whole)
         elif info is not None:
             self.stats.messages_in += 1
+            self.traffic.count(info.assoc_id, IN, info.ppid, info.stream, len(whole))
             self._rx.append(_message(whole, info, source))
         else:  # no SCTP_RCVINFO (should not happen once subscribed)
             self.stats.messages_in += 1

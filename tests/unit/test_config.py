@@ -163,7 +163,7 @@ BAD = [
         "routes:",
         "peers2: []\nroutes:",
         "peers.yaml:19: peers2: unknown key 'peers2' (did you mean 'peers'?); allowed: node, "
-        "listen, peers, routes, metrics, admin",
+        "listen, peers, routes, metrics, admin, readiness",
     ),
 ]
 

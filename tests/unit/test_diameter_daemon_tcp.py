@@ -36,6 +36,8 @@ peers:
 routes:
   diameter:
     - {{realm: srv.test, application: 4, peers: [server, backup]}}
+metrics: {{listen: 127.0.0.1:0}}    # any free port: tests run side by side
+admin: {{listen: 127.0.0.1:0}}
 """
 
 

@@ -98,6 +98,8 @@ routes:
   diameter:
     - {{realm: server, peers: [fd]}}
     - {{realm: test, peers: [fd]}}
+metrics: {{listen: 127.0.0.1:0}}
+admin: {{listen: 127.0.0.1:0}}
 """
 
 
