@@ -184,7 +184,7 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "sigmw_diameter_relay_events_total",
         C,
-        "Every other relay event counter (unmatched answers, redirects, ...).",
+        "Every relay event counter by name (unmatched answers, redirects, re-sends, ...).",
         ("event",),
     ),
 )
