@@ -49,6 +49,7 @@ async def test_prometheus_sees_traffic_and_a_path_going_down_and_back(
     daemon = Sigmw(config, prefix=tuple(net.b.command()))
     prom = PrometheusServer([METRICS], scrape_interval=0.5, host=net.b, start_timeout=180)
     client: SctpEndpoint | None = None
+    traffic: Numbered | None = None
     try:
         await daemon.peer_up("server")
         with net.b.entered():
@@ -66,11 +67,12 @@ async def test_prometheus_sees_traffic_and_a_path_going_down_and_back(
         for peer, direction in (("client", "in"), ("server", "out")):
             expr = f'sigmw_messages_total{{peer="{peer}",ppid="9999",direction="{direction}"}}'
             await wait_value(prom, expr, sent)
-        # The kernel's own count of DATA chunks sent to the server covers them all.
-        chunks = prom.query(
-            'sigmw_sctp_data_chunks_total{peer="server",direction="out",ordering="ordered"}'
+        # The kernel's own count of DATA chunks sent to the server covers them all
+        # (read with the paths, every second: it may lag the message counts).
+        chunks = 'sigmw_sctp_data_chunks_total{peer="server",direction="out",ordering="ordered"}'
+        await asyncio.to_thread(
+            prom.wait_for, chunks, lambda r: len(r) == 1 and r[0].value >= sent, 30
         )
-        assert one(chunks) >= sent
 
         p1, p2 = net.path1.a_addr, net.path2.a_addr
         up = 'sigmw_path_up{{peer="server",address="{}"}}'
@@ -107,6 +109,8 @@ async def test_prometheus_sees_traffic_and_a_path_going_down_and_back(
         assert ok, report
     finally:
         await asyncio.to_thread(prom.stop)
+        if traffic is not None:
+            traffic.close()
         daemon.proc.kill()
         daemon.proc.wait(timeout=30)  # reaped here, not by a finalizer at some later point
         if client is not None:
