@@ -17,6 +17,9 @@ from dataclasses import dataclass
 log = logging.getLogger("sigmw")
 MAX_REQUEST = 8192
 READ_TIMEOUT_S = 5.0
+MAX_CONNECTIONS = 64
+"""Open at once; beyond it a connection is closed unanswered (a flood of idle
+clients must not pile up sockets in the relay's process)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,8 @@ class HttpServer:
         self.routes = routes
         self.requests = 0
         self.errors = 0
+        self.refused = 0
+        self._open = 0
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -55,6 +60,11 @@ class HttpServer:
             self._server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= MAX_CONNECTIONS:
+            self.refused += 1
+            writer.close()
+            return
+        self._open += 1
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT_S)
             response, method = self._answer(head)
@@ -65,6 +75,7 @@ class HttpServer:
         except (ConnectionError, OSError):
             pass
         finally:
+            self._open -= 1
             writer.close()
 
     def _answer(self, head: bytes) -> tuple[Response, str]:

@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sigmw.cli import main as cli_main
 from sigmw.io.daemon import Daemon
 from sigmw.obs.catalog import BY_NAME
+from sigmw.obs.http import MAX_CONNECTIONS
 from tests.diameter_node import DiameterTestClient, DiameterTestServer, result_code
 from tests.unit.test_diameter_daemon_tcp import RELAY, relay, wait_until
 
@@ -231,3 +233,42 @@ def test_status_says_clearly_when_no_daemon_listens(capsys: pytest.CaptureFixtur
     assert cli_main(["status", "--admin", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
     assert "cannot read http://127.0.0.1:1/status" in err and "admin.listen" in err
+
+
+async def test_reloads_are_counted_ok_and_failed(relay: Relay) -> None:
+    daemon = relay[0]
+    path = Path(daemon.config_path)
+    good = path.read_text()
+    path.write_text(good + "peers2: []\n")  # unknown key: refused, old config kept
+    daemon.reload()
+    samples = await scrape(daemon)
+    assert value(samples, "sigmw_config_reloads_total", result="failed") == 1
+    assert value(samples, "sigmw_config_reloads_total", result="ok") == 0
+    assert value(samples, "sigmw_config_last_reload_successful") == 0
+    path.write_text(good)
+    daemon.reload()
+    samples = await scrape(daemon)
+    assert value(samples, "sigmw_config_reloads_total", result="ok") == 1
+    assert value(samples, "sigmw_config_last_reload_successful") == 1
+
+
+async def test_idle_connections_cannot_pile_up(relay: Relay) -> None:
+    """A flood of clients that send nothing: beyond the cap, connections are closed
+    unanswered; once the idle ones go, scrapes are answered again."""
+    daemon = relay[0]
+    assert daemon.observability is not None
+    port = daemon.observability.ports["metrics"]
+    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CONNECTIONS)]
+    await asyncio.sleep(0.1)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /healthz HTTP/1.1\r\n\r\n")
+    try:  # closed unanswered: an EOF, or a reset since our request was never read
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    except ConnectionResetError:
+        pass
+    writer.close()
+    assert daemon.observability.metrics_server.refused >= 1
+    for _, w in idle:
+        w.close()
+    await asyncio.sleep(0.1)
+    assert await http_get(port, "/healthz") == (200, "ok\n")
