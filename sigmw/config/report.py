@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from sigmw.config import model as m
+from sigmw.config.diameter import DiameterNode, DiameterRoute
 from sigmw.sctp.timing import (
     association_failure_ms,
     path_failure_detection_ms,
@@ -110,9 +111,18 @@ def render(config: m.Config, filename: str) -> str:
 
 
 def _plain(value: Any, key: str = "") -> Any:
-    """Dataclasses to YAML-ready values; times back to their '200ms' form."""
+    """Dataclasses to YAML-ready values under their peers.yaml keys, times back to
+    their '200ms' form: the output is itself a valid peers.yaml (tested)."""
+    if isinstance(value, m.HostPort):
+        host = f"[{value.host}]" if ":" in value.host else value.host
+        return {"listen": f"{host}:{value.port}"}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name), f.name) for f in dataclasses.fields(value)}
+        out = {
+            f.name: _plain(getattr(value, f.name), f.name)
+            for f in dataclasses.fields(value)
+            if getattr(value, f.name) not in (None, ())  # unset: the loader's own default
+        }
+        return _reshape(value, out)
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     if isinstance(value, Enum):
@@ -122,4 +132,32 @@ def _plain(value: Any, key: str = "") -> Any:
     return value
 
 
-_DURATION_FIELDS = {"initial", "min", "max", "interval", "max_timeout", "sack_delay", "after"}
+def _reshape(value: Any, out: dict[str, Any]) -> dict[str, Any]:
+    """Where the YAML nests differently from the model."""
+    if isinstance(value, m.Config):
+        routes = {"ppid": out.pop("ppid_routes", []), "diameter": out.pop("diameter_routes", [])}
+        out["routes"] = {k: v for k, v in routes.items() if v}
+    elif isinstance(value, m.Node) and "m3ua_point_code" in out:
+        out["m3ua"] = {"point_code": out.pop("m3ua_point_code")}
+    elif isinstance(value, DiameterRoute):
+        out["peers"] = out.pop("to")
+    elif isinstance(value, DiameterNode):
+        out = {"origin_host": out.pop("host"), "origin_realm": out.pop("realm"), **out}
+    elif isinstance(value, m.Peer) and not out["port"]:
+        del out["port"]  # accept peers: not ours to know
+    return out
+
+
+_DURATION_FIELDS = {
+    "initial",
+    "min",
+    "max",
+    "interval",
+    "max_timeout",
+    "sack_delay",
+    "peer_sack_delay",
+    "after",
+    "watchdog",
+    "capabilities_timeout",
+    "request_timeout",
+}

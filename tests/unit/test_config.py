@@ -261,3 +261,25 @@ def test_render_shows_effective_config_bounds_and_warnings() -> None:
     assert "path failure detected within 2.0s with traffic, 3.8s idle" in text
     assert "fails back to 10.0.0.2 after 5s of stability" in text
     assert "WARNING: nodelay is off" in text
+
+
+def test_check_config_prints_a_peers_yaml_that_loads_back_the_same() -> None:
+    """The effective configuration uses peers.yaml's own keys and units: an operator
+    can paste it back, and it means the same (every default filled in)."""
+    from pathlib import Path
+
+    import yaml
+
+    from sigmw.config.loader import parse_config
+    from sigmw.config.report import render
+
+    for source in (Path("peers.yaml"), Path("deploy/kubernetes/configmap.yaml")):
+        text = source.read_text()
+        if source.suffix == ".yaml" and "kind: ConfigMap" in text:
+            text = yaml.safe_load(text)["data"]["peers.yaml"]
+        config = parse_config(text, str(source))
+        report = render(config, str(source))
+        effective = report.split("# effective configuration (defaults filled in)\n", 1)[1]
+        effective = effective.split("\npeer ", 1)[0]
+        assert parse_config(effective, "effective") == config, source
+        assert "watchdog: 30000ms" in effective or "watchdog: " not in effective
