@@ -172,30 +172,30 @@ _EXPERIMENTAL_RESULT_CODE = 298
 _VENDOR_BIT = 0x80
 
 
-def result_code(data: bytes, start: int = HEADER_LEN, end: int | None = None) -> int | None:
+def result_code(data: bytes) -> int | None:
     """The answer's Result-Code, or the Experimental-Result-Code inside an
     Experimental-Result; None if it has neither or its AVPs cannot be walked.
 
     For metrics on relayed answers, which are otherwise not scanned: only AVP
     headers are read, and the walk stops at the first hit (the Result-Code
-    usually follows the Session-Id).
+    usually follows the Session-Id). Vendor-specific AVPs never match.
     """
-    end = len(data) if end is None else end
-    off = start
+    return _result_in(data, HEADER_LEN, len(data), _RESULT_CODE)
+
+
+def _result_in(data: bytes, off: int, end: int, wanted: int) -> int | None:
     while off + 8 <= end:
         code, word = _AVP_HEAD.unpack_from(data, off)
         length = word & 0xFFFFFF
-        head = 12 if word >> 24 & _VENDOR_BIT else 8
-        if length < head or off + length > end:
+        base = not word >> 24 & _VENDOR_BIT
+        if length < (8 if base else 12) or off + length > end:
             return None
-        if code == _RESULT_CODE and length == head + 4:
-            return int(_U32.unpack_from(data, off + head)[0])
-        if code == _EXPERIMENTAL_RESULT:
-            inner = result_code(data, off + head, off + length)
+        if base and code == wanted and length == 12:
+            return int(_U32.unpack_from(data, off + 8)[0])
+        if base and code == _EXPERIMENTAL_RESULT and wanted == _RESULT_CODE:
+            inner = _result_in(data, off + 8, off + length, _EXPERIMENTAL_RESULT_CODE)
             if inner is not None:
                 return inner
-        if code == _EXPERIMENTAL_RESULT_CODE and length == head + 4 and start != HEADER_LEN:
-            return int(_U32.unpack_from(data, off + head)[0])
         off += (length + 3) & ~3
     return None
 

@@ -273,3 +273,25 @@ def test_answer_header_clears_r_and_keeps_ids() -> None:
 )
 def test_uri_host(uri: bytes, host: bytes) -> None:
     assert wire.uri_host(uri) == host
+
+
+def _answer(*avps: bytes) -> bytes:
+    body = b"".join(avps)
+    return struct.pack(">BBHI", 1, 0, 0, 272) + b"\0" * 12 + body  # lengths not checked
+
+
+def test_result_code_of_a_relayed_answer_for_metrics() -> None:
+    session = wire.encode_avp(263, b"client.test;1;2")
+    vendor = wire.encode_avp(268, struct.pack(">I", 9999), vendor=10415)  # not the base one
+    assert wire.result_code(_answer(session, vendor, wire.encode_u32_avp(268, 2001))) == 2001
+    experimental = wire.encode_avp(
+        297, wire.encode_u32_avp(266, 10415) + wire.encode_u32_avp(298, 5420)
+    )
+    assert wire.result_code(_answer(session, experimental)) == 5420
+    # An Experimental-Result-Code outside an Experimental-Result is not one.
+    assert wire.result_code(_answer(session, wire.encode_u32_avp(298, 5420))) is None
+    assert wire.result_code(_answer(session)) is None
+    broken = bytearray(_answer(session, wire.encode_u32_avp(268, 2001)))
+    broken[25:28] = (7).to_bytes(3, "big")  # the first AVP shorter than its header
+    assert wire.result_code(bytes(broken)) is None
+    assert wire.result_code(_answer(session)[:-3] + b"\0\0\x01") is None  # cut mid-AVP
