@@ -219,10 +219,15 @@ class Daemon:
 
     def _retire(self, name: str) -> None:
         """A removed or changed peer: forget its association; close its own endpoint
-        once the goodbye had time (an accepted one lives on a listener: kept)."""
-        self.where.pop(name, None)
+        once the goodbye had time (an accepted one lives on a listener: kept). Its
+        counts join the peer's totals now: the end of a retired association is not read."""
+        conn = self.where.pop(name, None)
+        if conn is not None:
+            self._fold(conn[0], conn[1], name)
         ep = self.dialers.pop(name, None)
         if ep is not None:
+            for assoc in ep.traffic.associations():
+                self._fold(ep, assoc, name)
             self.loop.call_later(DRAIN_S, ep.close)
 
     # --- performing decisions ----------------------------------------------------

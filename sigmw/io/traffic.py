@@ -77,6 +77,17 @@ class Traffic:
                 out[key[1:]] = (cell[0], cell[1])
         return out
 
+    def associations(self) -> set[int]:
+        return {key[0] for key in self.counts}
+
+    def by_association(self) -> dict[int, dict[tuple[int, int, int], tuple[int, int]]]:
+        """Every association's counts in one pass (a scrape with many associations)."""
+        out: dict[int, dict[tuple[int, int, int], tuple[int, int]]] = {}
+        for key, cell in self.counts.items():
+            if not self._is_alias(key):
+                out.setdefault(key[0], {})[key[1:]] = (cell[0], cell[1])
+        return out
+
     def take(self, assoc_id: int) -> dict[tuple[int, int, int], tuple[int, int]]:
         """An ended association's counts, forgotten here (the caller keeps the totals)."""
         out = self.of(assoc_id)

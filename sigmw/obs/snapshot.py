@@ -155,10 +155,10 @@ def _add_live(
     """The counts of associations still up, under the peer they belong to."""
     owner = {conn: name for name, conn in d.where.items()}
     for ep in (*d.listeners.values(), *d.dialers.values()):
-        for assoc in {key[0] for key in ep.traffic.counts}:
+        for assoc, counts in ep.traffic.by_association().items():
             name = owner.get((ep, assoc), UNIDENTIFIED)
             m, o = messages.setdefault(name, Counter()), octets.setdefault(name, Counter())
-            for key, (n, size) in ep.traffic.of(assoc).items():
+            for key, (n, size) in counts.items():
                 m[key] += n
                 o[key] += size
 

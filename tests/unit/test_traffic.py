@@ -40,3 +40,13 @@ def test_ppids_beyond_the_first_few_count_as_other() -> None:
     assert t.of(1)[(IN, 5, 0)] == (2, 2)
     assert t.take(1) == got | {(IN, 5, 0): (2, 2)}
     assert t.counts == {}
+
+
+def test_all_associations_in_one_pass_agree_with_each_one() -> None:
+    t = Traffic()
+    for assoc in range(5):
+        for stream in range(40):
+            t.count(assoc, OUT, 46, stream, assoc + 1)
+    every = t.by_association()
+    assert set(every) == t.associations() == set(range(5))
+    assert all(every[a] == t.of(a) for a in range(5))
