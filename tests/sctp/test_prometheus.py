@@ -8,6 +8,7 @@ Prometheus runs in b's namespace and scrapes sigmw's default metrics address."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -80,6 +81,8 @@ async def test_prometheus_sees_traffic_and_a_path_going_down_and_back(
         await wait_value(prom, up.format(p1), 1)
         await wait_value(prom, up.format(p2), 1)
         await wait_value(prom, primary.format(p1), 1)
+        rows = await _paths_table(net.b)
+        assert rows[p1][:2] == ["ACTIVE", "*"] and rows[p2][0] == "ACTIVE", rows
 
         net.topo.link_down(net.path1, "b")
         await daemon.wait_log(_log("path_failover", peer="server", to=p2))
@@ -87,6 +90,8 @@ async def test_prometheus_sees_traffic_and_a_path_going_down_and_back(
         await wait_value(prom, primary.format(p2), 1)
         await wait_value(prom, 'sigmw_path_failovers_total{peer="server"}', 1)
         await wait_value(prom, 'sigmw_peer_up{peer="server"}', 1)  # the association lives on
+        rows = await _paths_table(net.b)  # `sigmw paths` tells the same story
+        assert rows[p1][0] != "ACTIVE" and rows[p2][:2] == ["ACTIVE", "*"], rows
 
         net.topo.link_up(net.path1, "b")
         await daemon.wait_log(_log("path_failback", peer="server", to=p1), timeout=30)
@@ -116,6 +121,22 @@ async def test_prometheus_sees_traffic_and_a_path_going_down_and_back(
         if client is not None:
             client.close()
         server.close()
+
+
+async def _paths_table(host: Host) -> dict[str, list[str]]:
+    """`sigmw paths` run as an operator would, in the daemon's host: server's rows by
+    address -> [STATE, PRIMARY mark (or ""), ...]."""
+    argv = host.command(sys.executable, "-m", "sigmw", "paths", "--admin", "127.0.0.1:9465")
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, out
+    rows = {}
+    for line in out.decode().splitlines()[1:]:
+        cells = line.split()
+        if cells and cells[0] == "server":
+            state, rest = cells[2], cells[3:]
+            rows[cells[1].rsplit(":", 1)[0]] = [state, rest[0] if rest[0] == "*" else ""]
+    return rows
 
 
 def _scrape(host: Host, url: str) -> str:
