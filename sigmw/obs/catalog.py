@@ -112,6 +112,13 @@ FAMILIES: tuple[Family, ...] = (
         ("peer", "direction", "ordering"),
     ),
     Family("sigmw_sctp_control_chunks_total", C, "Control chunks.", ("peer", "direction")),
+    Family(
+        "sigmw_sctp_receive_queue_bytes",
+        G,
+        "Received and not yet read by sigmw, in the kernel (grows when the relay falls behind).",
+        PEER,
+    ),
+    Family("sigmw_sctp_receive_buffer_bytes", G, "The receive buffer of the peer's socket.", PEER),
     # --- messages --------------------------------------------------------------------
     Family(
         "sigmw_messages_total",

@@ -181,7 +181,15 @@ def _sctp(snap: Snapshot) -> Iterator[Metric]:
             families["sigmw_sctp_data_chunks_total"].add_metric(
                 [peer, direction, ordering], counters[field]
             )
-    yield from families.values()
+    queue, buffer = (
+        _family("sigmw_sctp_receive_queue_bytes"),
+        _family("sigmw_sctp_receive_buffer_bytes"),
+    )
+    for p in snap.peers:
+        if p.receive_queue is not None and p.receive_buffer is not None:
+            queue.add_metric([p.name], p.receive_queue)
+            buffer.add_metric([p.name], p.receive_buffer)
+    yield from (*families.values(), queue, buffer)
 
 
 def _messages(snap: Snapshot) -> Iterator[Metric]:

@@ -5,6 +5,7 @@ changes under it), then turned into metrics (collector.py) or JSON (/status).
 
 from __future__ import annotations
 
+import os
 import platform
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sigmw import __version__
 from sigmw.io.endpoint import SctpEndpoint
+from sigmw.io.rxqueue import RxQueue, read_assocs
 from sigmw.io.tcp import TcpEndpoint
 from sigmw.io.traffic import IN, OUT
 from sigmw.obs.events import UNIDENTIFIED, TrafficKey
@@ -67,6 +69,9 @@ class PeerView:
     restarts: int
     messages_in: int
     messages_out: int
+    receive_queue: int | None = None
+    """SCTP: bytes waiting in the kernel, unread (and the buffer they fill)."""
+    receive_buffer: int | None = None
     paths: list[PathView] = field(default_factory=list)
     diameter: DiameterPeerView | None = None
 
@@ -129,7 +134,8 @@ def take(d: Daemon, now: float, wall: float) -> Snapshot:
     _add_live(d, messages, octets)
     for name, reading in d.kernel.items():
         sctp.setdefault(name, Counter()).update(reading.stats)
-    peers = [_peer(d, name, messages.get(name, Counter())) for name in d.manager.peers]
+    queues = read_assocs() if any(isinstance(ep, SctpEndpoint) for ep in _endpoints(d)) else {}
+    peers = [_peer(d, name, messages.get(name, Counter()), queues) for name in d.manager.peers]
     ready_count = sum(p.ready for p in peers)
     return Snapshot(
         node=d.config.node.name,
@@ -163,10 +169,19 @@ def _add_live(
                 o[key] += size
 
 
-def _peer(d: Daemon, name: str, traffic: Counter[TrafficKey]) -> PeerView:
+def _endpoints(d: Daemon) -> tuple[Any, ...]:
+    return (*d.listeners.values(), *d.dialers.values())
+
+
+def _peer(
+    d: Daemon, name: str, traffic: Counter[TrafficKey], queues: dict[tuple[int, int], RxQueue]
+) -> PeerView:
     rt = d.manager.peers[name]
     cfg = rt.config
     found = d.where.get(name) if rt.state is State.UP else None
+    queue = None
+    if found is not None and isinstance(found[0], SctpEndpoint):
+        queue = queues.get((os.fstat(found[0].sock.fileno()).st_ino, found[1]))
     assoc = found[0].associations.get(found[1]) if found else None
     up = rt.state is State.UP
     diameter = _diameter_peer(d, name)
@@ -188,6 +203,8 @@ def _peer(d: Daemon, name: str, traffic: Counter[TrafficKey]) -> PeerView:
         restarts=d.events.restarts[name],
         messages_in=sum(n for (direction, _, _), n in traffic.items() if direction == IN),
         messages_out=sum(n for (direction, _, _), n in traffic.items() if direction == OUT),
+        receive_queue=queue.queued if queue else None,
+        receive_buffer=queue.rcvbuf if queue else None,
         paths=_paths(d, name) if up else [],
         diameter=diameter,
     )

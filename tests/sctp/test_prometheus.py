@@ -75,6 +75,10 @@ async def test_prometheus_sees_traffic_and_a_path_going_down_and_back(
             prom.wait_for, chunks, lambda r: len(r) == 1 and r[0].value >= sent, 30
         )
 
+        # The kernel's receive queue for the server's association, read at scrape time.
+        assert one(prom.query('sigmw_sctp_receive_buffer_bytes{peer="server"}')) > 0
+        assert one(prom.query('sigmw_sctp_receive_queue_bytes{peer="server"}')) >= 0
+
         p1, p2 = net.path1.a_addr, net.path2.a_addr
         up = 'sigmw_path_up{{peer="server",address="{}"}}'
         primary = 'sigmw_path_primary{{peer="server",address="{}"}}'
