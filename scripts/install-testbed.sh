@@ -5,17 +5,20 @@
 # peers and decoders the interop tests use: freediameter (the freeDiameterd
 # daemon) with freediameter-extensions (acl_wl, rt_default, dbg_msg_dumps .fdx),
 # tshark (decodes captures), openssl (freeDiameterd's mandatory TLS certificate).
-# prometheus (a real server scraping sigmw, and promtool for rules and scrapes).
+# prometheus (a real server scraping sigmw, and promtool for rules and scrapes);
+# systemd (systemd-analyze verifies the deploy unit) and, unless a kubectl is
+# already there, kubernetes-client (kubectl kustomize renders the manifests).
 # Idempotent; root installs.
 set -euo pipefail
 packages=(
   qemu-system-x86 linux-image-amd64 busybox-static iproute2 kmod lksctp-tools tcpdump
-  freediameter freediameter-extensions tshark openssl prometheus
+  freediameter freediameter-extensions tshark openssl prometheus systemd
 )
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "install-testbed: missing Debian packages: ${missing[*]} (run as root)" >&2
