@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sigmw.io.endpoint import SctpEndpoint
 from sigmw.sctp.addresses import Address
@@ -14,7 +13,7 @@ RESET_ON_READ = ("max_rto_ms",)
 
 @dataclass(frozen=True, slots=True)
 class KernelReading:
-    conn: tuple[Any, int]
+    conn: tuple[SctpEndpoint, int]
     """(endpoint, association id) it was read from."""
     stats: dict[str, int]
     """SCTP_GET_ASSOC_STATS counters since the association began."""

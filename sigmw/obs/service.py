@@ -66,10 +66,9 @@ class Observability:
         return Response(200, b"ok\n")
 
     def readyz(self) -> Response:
-        snap, _ = self._read()
-        up = sum(p.ready for p in snap.peers)
-        text = f"{up} of {len(snap.peers)} peers up, {snap.min_peers_up} needed\n".encode()
-        return Response(200 if snap.ready else 503, text)
+        up, peers, needed = snapshot.readiness(self.daemon)  # probes: no full snapshot
+        text = f"{up} of {peers} peers up, {needed} needed\n".encode()
+        return Response(200 if up >= needed else 503, text)
 
     def status(self) -> Response:
         snap, _ = self._read()

@@ -23,6 +23,7 @@ from sigmw.sctp.constants import PathState
 if TYPE_CHECKING:
     from sigmw.core.histogram import Histogram
     from sigmw.io.daemon import Daemon
+    from sigmw.io.endpoints import Endpoint
 
 USABLE_PATHS = (PathState.ACTIVE, PathState.UNCONFIRMED)
 
@@ -136,14 +137,13 @@ def take(d: Daemon, now: float, wall: float) -> Snapshot:
         sctp.setdefault(name, Counter()).update(reading.stats)
     queues = read_assocs() if any(isinstance(ep, SctpEndpoint) for ep in _endpoints(d)) else {}
     peers = [_peer(d, name, messages.get(name, Counter()), queues) for name in d.manager.peers]
-    ready_count = sum(p.ready for p in peers)
     return Snapshot(
         node=d.config.node.name,
         version=__version__,
         python=platform.python_version(),
         started_at=d.started_at,
         uptime_s=wall - d.started_at,
-        ready=ready_count >= d.min_peers_up(),
+        ready=sum(p.ready for p in peers) >= d.min_peers_up(),
         min_peers_up=d.min_peers_up(),
         peers=peers,
         messages=messages,
@@ -160,7 +160,7 @@ def _add_live(
 ) -> None:
     """The counts of associations still up, under the peer they belong to."""
     owner = {conn: name for name, conn in d.where.items()}
-    for ep in (*d.listeners.values(), *d.dialers.values()):
+    for ep in _endpoints(d):
         for assoc, counts in ep.traffic.by_association().items():
             name = owner.get((ep, assoc), UNIDENTIFIED)
             m, o = messages.setdefault(name, Counter()), octets.setdefault(name, Counter())
@@ -169,7 +169,21 @@ def _add_live(
                 o[key] += size
 
 
-def _endpoints(d: Daemon) -> tuple[Any, ...]:
+def readiness(d: Daemon) -> tuple[int, int, int]:
+    """(peers ready, peers configured, peers needed) for /readyz, without a snapshot."""
+    ready = sum(is_ready(d, name) for name in d.manager.peers)
+    return ready, len(d.manager.peers), d.min_peers_up()
+
+
+def is_ready(d: Daemon, name: str) -> bool:
+    """Up, and for a Diameter peer also open (CER/CEA done)."""
+    if d.manager.peers[name].state is not State.UP:
+        return False
+    svc = d.diameter
+    return svc is None or name not in svc.core.slots or svc.core.is_open(name)
+
+
+def _endpoints(d: Daemon) -> tuple[Endpoint, ...]:
     return (*d.listeners.values(), *d.dialers.values())
 
 
@@ -185,7 +199,6 @@ def _peer(
     assoc = found[0].associations.get(found[1]) if found else None
     up = rt.state is State.UP
     diameter = _diameter_peer(d, name)
-    ready = up and (diameter is None or d.diameter is None or d.diameter.core.is_open(name))
     return PeerView(
         name=name,
         protocol=cfg.protocol.value,
@@ -193,7 +206,7 @@ def _peer(
         role=cfg.role.value,
         state=rt.state.value,
         up=up,
-        ready=ready,
+        ready=is_ready(d, name),
         held=rt.held,
         assoc_id=rt.assoc_id if up else None,
         outbound_streams=assoc.outbound_streams if assoc else None,
@@ -268,7 +281,7 @@ def _dropped(d: Daemon) -> Counter[str]:
     out["no_route"] = sum(d.router.unrouted.values())
     out["no_live_peer"] = sum(d.router.no_live_peer.values())
     out["forward_failed"] = d.forward_failed
-    for ep in (*d.listeners.values(), *d.dialers.values()):
+    for ep in _endpoints(d):
         if isinstance(ep, SctpEndpoint):
             out["oversize"] += ep.stats.oversize_dropped
     return out
@@ -281,7 +294,7 @@ def _malformed(d: Daemon) -> Counter[str]:
         for key, n in d.diameter.core.relay.stats.items():
             if key.startswith("malformed_"):
                 out[key.removeprefix("malformed_")] += n
-    for ep in (*d.listeners.values(), *d.dialers.values()):
+    for ep in _endpoints(d):
         if isinstance(ep, TcpEndpoint):
             out["tcp_framing"] += ep.stats.framing_errors
         elif isinstance(ep, SctpEndpoint):
