@@ -17,6 +17,7 @@ import struct
 
 from sigmw.diameter.codes import HEADER_LEN, ResultCode
 from sigmw.diameter.wire import DiameterError
+from sigmw.diameter.wire import c_speedups as _c
 
 HEADER_SIZE = HEADER_LEN
 VERSION = 1
@@ -105,6 +106,16 @@ class DiameterFramer:
 
     def _split(self, source: bytes | bytearray | memoryview, out: list[bytes]) -> int:
         """Append each whole message of `source` to `out`; the offset where the rest starts."""
+        if _c is not None:
+            end, bad = _c.split(source, self.max_size, out)
+            if bad >= 0:
+                with memoryview(source) as view:
+                    self._fail(view, bad, out)
+            return int(end)
+        return self._split_py(source, out)
+
+    def _split_py(self, source: bytes | bytearray | memoryview, out: list[bytes]) -> int:
+        """_split in Python: the reference the C version must match."""
         view = memoryview(source)
         total, pos, max_size, unpack = len(view), 0, self.max_size, _WORD.unpack_from
         try:

@@ -393,19 +393,14 @@ class Relay:
         header = _loose_header(data)
         if header is None or not header.is_request:
             return []
-        meta = wire.Scanned(header)
-        meta.session_id = wire.leading_session_id(data)[1] or None
+        meta = wire.Scanned(header, session_id=wire.leading_session_id(data)[1] or None)
         return self._answer_locally(origin, meta, exc.result_code, str(exc), exc.failed_avp)
 
 
 def _as_origin(p: _Pending) -> wire.Scanned:
     """The request as the client sent it: its hop-by-hop id, for a local answer."""
-    h = p.meta.header
-    meta = wire.Scanned(
-        wire.Header(h.version, h.length, h.flags, h.code, h.app_id, p.origin_hbh, h.end_to_end)
-    )
-    meta.session_id, meta.proxy_infos = p.meta.session_id, p.meta.proxy_infos
-    return meta
+    header = p.meta.header._replace(hop_by_hop=p.origin_hbh)
+    return wire.Scanned(header, session_id=p.meta.session_id, proxy_infos=p.meta.proxy_infos)
 
 
 def _loose_header(data: bytes) -> wire.Header | None:

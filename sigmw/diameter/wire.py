@@ -12,8 +12,10 @@ asks for it, the Failed-AVP contents, so one boundary can turn them into answers
 
 from __future__ import annotations
 
+import os
 import struct
-from dataclasses import dataclass
+from types import ModuleType
+from typing import NamedTuple
 
 from sigmw.diameter.codes import (
     AVP_MANDATORY,
@@ -31,6 +33,18 @@ _HEADER = struct.Struct(">I I I I I")  # version|length, flags|code, app, hbh, e
 _AVP_HEAD = struct.Struct(">I I")  # code, flags|length
 _U32 = struct.Struct(">I")
 MAX_MESSAGE = (1 << 24) - 1
+
+_c: ModuleType | None
+try:  # optional C versions of scan and result_code (setup.py builds them when it can)
+    from sigmw.diameter import _speedups
+
+    _c = _speedups
+except ImportError:
+    _c = None
+if os.environ.get("SIGMW_NO_SPEEDUPS"):  # an operator's switch back to the reference code
+    _c = None
+c_speedups = _c
+"""The C module, or None when it is not built or SIGMW_NO_SPEEDUPS is set."""
 
 # The AVPs the relay reads; every other AVP is only length-checked and skipped.
 _SESSION_ID = int(Avp.SESSION_ID)
@@ -55,8 +69,9 @@ class DiameterError(Exception):
         """Whole AVP(s) to put inside Failed-AVP (RFC 6733 7.5), or empty."""
 
 
-@dataclass(slots=True)  # not frozen: a frozen __init__ costs 5x, once per message
-class Header:
+class Header(NamedTuple):
+    """A parsed Diameter header. A tuple: the C scan builds it without running Python."""
+
     version: int
     """Always 1 once parsed."""
     length: int
@@ -100,9 +115,9 @@ def parse_header(data: bytes | bytearray | memoryview) -> Header:
     return Header(version, length, flags, code, app, hbh, e2e)
 
 
-@dataclass(slots=True)
-class Scanned:
-    """What a relay needs of one message, read in one pass over its top-level AVPs."""
+class Scanned(NamedTuple):
+    """What a relay needs of one message, read in one pass over its top-level AVPs.
+    A tuple, like Header: the C scan builds it directly."""
 
     header: Header
     """The parsed header."""
@@ -129,13 +144,25 @@ class Scanned:
 def scan(data: bytes) -> Scanned:
     """Parse the header and walk the top-level AVPs, validating each length.
 
-    The relay's hottest loop: the four AVPs every request has are read inline,
-    the rare ones in _keep; vendor-specific AVPs are only length-checked.
+    The relay's hottest walk: done by the C speedups when they are built and the
+    message is well formed, else by scan_py (the reference, and the one place that
+    names what is wrong in a malformed message).
     """
-    found = Scanned(parse_header(data))
+    if _c is not None:
+        found = _c.scan(data)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+    return scan_py(data)
+
+
+def scan_py(data: bytes) -> Scanned:
+    """scan in Python: the reference the C version must match."""
+    header = parse_header(data)
+    session = drealm = dhost = ohost = orealm = None
     end = len(data)
     off = HEADER_LEN
     unpack = _AVP_HEAD.unpack_from
+    rare: dict[int, list[bytes]] = {}
     while off < end:
         if end - off < 8:
             raise DiameterError(
@@ -152,19 +179,32 @@ def scan(data: bytes) -> Scanned:
             )
         if head == 8:
             if code == _SESSION_ID:
-                found.session_id = data[off + 8 : off + length]
+                session = data[off + 8 : off + length]
             elif code == _DEST_REALM:
-                found.destination_realm = data[off + 8 : off + length]
+                drealm = data[off + 8 : off + length]
             elif code == _ORIGIN_HOST:
-                found.origin_host = data[off + 8 : off + length]
+                ohost = data[off + 8 : off + length]
             elif code == _ORIGIN_REALM:
-                found.origin_realm = data[off + 8 : off + length]
+                orealm = data[off + 8 : off + length]
             elif code in _RARE:
-                _keep(found, code, data, off, length)
+                rare.setdefault(code, []).append(_rare_value(code, data, off, length))
         off += (length + 3) & ~3
     if off != end:
         raise DiameterError(ResultCode.INVALID_MESSAGE_LENGTH, "AVP padding runs past the end")
-    return found
+    dhost = rare[_DEST_HOST][-1] if _DEST_HOST in rare else None
+    result = _U32.unpack(rare[_RESULT_CODE][-1])[0] if _RESULT_CODE in rare else None
+    return Scanned(
+        header,
+        session,
+        drealm,
+        dhost,
+        ohost,
+        orealm,
+        tuple(rare.get(_ROUTE_RECORD, ())),
+        result,
+        tuple(rare.get(_PROXY_INFO, ())),
+        tuple(rare.get(_REDIRECT_HOST, ())),
+    )
 
 
 _EXPERIMENTAL_RESULT = int(Avp.EXPERIMENTAL_RESULT)
@@ -180,7 +220,18 @@ def result_code(data: bytes) -> int | None:
     headers are read, and the walk stops at the first hit (the Result-Code
     usually follows the Session-Id). Vendor-specific AVPs never match.
     """
+    if _c is not None:
+        return _c.result_code(data)  # type: ignore[no-any-return]
+    return result_code_py(data)
+
+
+def result_code_py(data: bytes) -> int | None:
+    """result_code in Python: the reference the C version must match."""
     return _result_in(data, HEADER_LEN, len(data), _RESULT_CODE)
+
+
+if _c is not None:
+    _c.register(Header, Scanned)  # the C scan returns these tuple types
 
 
 def _result_in(data: bytes, off: int, end: int, wanted: int) -> int | None:
@@ -210,23 +261,17 @@ def leading_session_id(data: bytes) -> tuple[bytes, bytes]:
     return b"", b""
 
 
-def _keep(found: Scanned, code: int, data: bytes, off: int, length: int) -> None:
-    if code == _DEST_HOST:
-        found.destination_host = data[off + 8 : off + length]
-    elif code == _ROUTE_RECORD:
-        found.route_records += (data[off + 8 : off + length],)  # rare: tuples cost nothing unused
-    elif code == _RESULT_CODE:
-        if length != 12:
-            raise DiameterError(
-                ResultCode.INVALID_AVP_LENGTH,
-                f"Result-Code of length {length}",
-                data[off : off + ((length + 3) & ~3)],
-            )
-        found.result_code = _U32.unpack_from(data, off + 8)[0]
-    elif code == _PROXY_INFO:
-        found.proxy_infos += (data[off : off + ((length + 3) & ~3)],)
-    elif code == _REDIRECT_HOST:
-        found.redirect_hosts += (data[off + 8 : off + length],)
+def _rare_value(code: int, data: bytes, off: int, length: int) -> bytes:
+    """The value scan keeps of a rare AVP: whole for Proxy-Info, else its data."""
+    if code == _RESULT_CODE and length != 12:
+        raise DiameterError(
+            ResultCode.INVALID_AVP_LENGTH,
+            f"Result-Code of length {length}",
+            data[off : off + ((length + 3) & ~3)],
+        )
+    if code == _PROXY_INFO:
+        return data[off : off + ((length + 3) & ~3)]
+    return data[off + 8 : off + length]
 
 
 def _failed_avp_of(data: bytes, off: int, head: int) -> bytes:

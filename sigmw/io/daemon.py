@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 from sigmw.config.loader import ConfigError, load_config
 from sigmw.config.model import Config, Peer, Protocol, SctpParams
 from sigmw.core.errors import SigmwError
+from sigmw.diameter import wire
 from sigmw.diameter.codes import ACCEPTED_PPIDS, SHED_BACKLOG, TICK_S
 from sigmw.io.endpoint import SctpEndpoint
 from sigmw.io.endpoints import Endpoint, endpoint_class
 from sigmw.io.handlers import Outgoing, ProtocolHandler
 from sigmw.io.kernel import kernel_advice, read_proc_sys
 from sigmw.io.tcp import TcpEndpoint
-from sigmw.io.transport import ENDED, Message, Received
+from sigmw.io.transport import ENDED, Deferred, Message, Received
 from sigmw.obs.events import EventCounts, Totals
 from sigmw.obs.kernel import KernelReading
 from sigmw.obs.service import Observability
@@ -139,7 +140,12 @@ class Daemon:
         for advice in kernel_advice(read_proc_sys):
             self.emit("kernel_advice", advice=advice)
         self.perform(self.manager.start(self.loop.time()))
-        self.emit("started", config=self.config_path, peers=[p.name for p in self.config.peers])
+        self.emit(
+            "started",
+            config=self.config_path,
+            peers=[p.name for p in self.config.peers],
+            c_speedups=wire.c_speedups is not None,  # False: built without a C compiler
+        )
         _quiet_gc()
         await self.stop_requested.wait()
         return await self._shutdown()
@@ -260,14 +266,23 @@ class Daemon:
             ep = self.listeners[out.listener]
             self._spawn(ep.abort(out.assoc_id, b"sigmw: address not configured"))
 
-    def _limit(self, ep: Endpoint) -> None:
+    def _limit(self, ep: Endpoint, dialer: str = "") -> None:
         """TCP frames by the header's length: refuse messages over the configured size;
-        under overload, shed in the endpoint itself (the cheapest place)."""
+        under overload, shed in the endpoint itself (the cheapest place); relay messages
+        as they are framed (the hot path: no queue)."""
         if isinstance(ep, TcpEndpoint) and self.diameter is not None:
             assert self.config.node.diameter is not None
             ep.max_message = self.config.node.diameter.max_message_size
             ep.shedder = functools.partial(self.diameter.shed_batch, ep)
             ep.shed_backlog = SHED_BACKLOG
+            ep.direct = functools.partial(self._direct, ep, dialer)
+
+    def _direct(self, ep: TcpEndpoint, dialer: str, assoc_id: int, messages: list[bytes]) -> int:
+        """TcpEndpoint.direct: the Diameter service's hot path, unless the endpoint was
+        retired by a reload (then the reader drops what it queues, as for any message)."""
+        if self.diameter is None or (dialer and self.dialers.get(dialer) is not ep):
+            return 0
+        return self.diameter.direct(ep, assoc_id, messages)
 
     def _endpoint_of(self, peer: str) -> Endpoint | None:
         found = self.where.get(peer)
@@ -292,7 +307,7 @@ class Daemon:
         local = [(a, 0) for a in peer.local_addresses] or [(wildcard, 0)]
         opener = endpoint_class(peer.transport)
         ep: Endpoint = opener.open_now(local, tuning_of(peer.sctp, endpoint=True), listen=False)
-        self._limit(ep)
+        self._limit(ep, dialer=peer.name)
         self.dialers[peer.name] = ep
         if peer.protocol is Protocol.DIAMETER:
             self._diameter_eps.add(ep)
@@ -348,6 +363,9 @@ class Daemon:
             if dialer and self.dialers.get(dialer) is not ep:
                 continue  # a retired endpoint: its peer was reloaded
             try:
+                if type(item) is Deferred:  # the direct handler's send that had to wait
+                    await item.work()
+                    continue
                 if diameter is not None and type(item) is Message and item.ppid in ACCEPTED_PPIDS:
                     # The relay's hot path: synchronous unless a peer pushes back.
                     conn = (ep, item.assoc_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -33,6 +34,7 @@ from sigmw.diameter.node import (
 )
 from sigmw.diameter.relay import Send
 from sigmw.io.endpoints import Endpoint
+from sigmw.io.tcp import TcpEndpoint
 from sigmw.io.transport import Message
 
 log = logging.getLogger("sigmw")
@@ -142,6 +144,25 @@ class DiameterService:
             else:
                 keep.append(data)
         return keep
+
+    def direct(self, ep: TcpEndpoint, assoc: int, messages: list[bytes]) -> int:
+        """The hot path over TCP, called by the endpoint as messages are framed: each is
+        handled and its sends buffered at once, with no per-message object or queue.
+        Returns how many it took; when a send must wait, what is left of that message's
+        output is deferred to the endpoint's reader and the rest of the batch queues
+        behind it, so the order holds."""
+        conn, now = (ep, assoc), self.now()
+        received, perform_now = self.core.received, self.perform_now
+        for i, data in enumerate(messages):
+            try:
+                rest = perform_now(received(conn, data, now))
+            except Exception as exc:  # bad input is counted and logged, never fatal
+                self.host.emit("input_error", error=repr(exc))
+                continue
+            if rest:
+                ep.defer(functools.partial(self.perform, rest))
+                return i + 1
+        return len(messages)
 
     def tick(self) -> list[Output]:
         return self.core.timer(self.now())

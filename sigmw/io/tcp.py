@@ -31,7 +31,7 @@ from sigmw.core.errors import AssociationGoneError, SigmwError
 from sigmw.diameter.framing import DEFAULT_MAX_SIZE, DiameterFramer, FramingError
 from sigmw.io.endpoint import Association
 from sigmw.io.traffic import IN, OUT, Traffic
-from sigmw.io.transport import ENDED, Message, Received
+from sigmw.io.transport import ENDED, Deferred, Message, Received
 from sigmw.sctp.addresses import Address
 from sigmw.sctp.constants import PPID_DIAMETER, AssocChangeState
 from sigmw.sctp.notifications import AssocChange
@@ -39,6 +39,7 @@ from sigmw.sctp.options import SctpTuning
 from sigmw.sctp.structs import PathInfo
 
 Shedder = Callable[[int, list[bytes], Callable[[bytes], None]], list[bytes]]
+Direct = Callable[[int, list[bytes]], int]
 _IDS = itertools.count(1 << 24)
 """Connection ids, above the kernel SCTP ids of the same process."""
 GRACE_S = 0.5
@@ -228,6 +229,10 @@ class TcpEndpoint:
         """Overload: given a batch read while `shed_backlog` items wait, answers what it
         can at once (through the write it is handed) and returns the rest to queue."""
         self.shed_backlog = max_queued // 2
+        self.direct: Direct | None = None
+        """The hot path: handles messages as they are framed (in data_received), while
+        nothing is queued, and returns how many it took; the rest are queued for recv().
+        It may `defer` work that must wait; what follows it then queues behind it."""
         self._read_paused: set[_Connection] = set()
         self._port = 0
         self._servers: list[asyncio.AbstractServer] = []
@@ -391,28 +396,44 @@ class TcpEndpoint:
         self._push(AssocChange(conn.assoc_id, AssocChangeState.COMM_UP, 0, 1, 1, (), ()))
 
     def _deliver(self, conn: _Connection, messages: list[bytes]) -> None:
+        """Freshly framed messages: shed what is beyond the backlog bound, hand the rest to
+        the direct handler while nothing is queued (else queue them behind what is).
+
+        A message's place in line is what is queued plus its place in the batch: with a
+        direct handler the queue stays empty, so a batch is cut at the bound. When the
+        relay falls behind, input waits in the kernel and reads grow (up to asyncio's
+        256 KiB), so each read relays its first shed_backlog and sheds the rest."""
         if self._closed:
             return  # nobody will read them: close() ended recv()
-        rx, assoc_id, source = self._rx, conn.assoc_id, conn.peer
+        rx, assoc_id = self._rx, conn.assoc_id
         self.traffic.count_many(assoc_id, IN, PPID_DIAMETER, 0, messages)
-        room = self.shed_backlog - len(rx)
-        if self.shedder is not None and len(messages) > room:
-            # Queue what fits under the backlog bound, shed the batch's excess here, before
-            # any object is made for it (the cheapest place: shedding must cost a fraction
-            # of relaying, or the excess starves the goodput).
-            keep, excess = messages[: max(room, 0)], messages[max(room, 0) :]
-            self.stats.messages_in += len(excess)
-            rest = self.shedder(assoc_id, excess, self._counted_write(conn))
-            self.stats.messages_in -= len(rest)
-            messages = keep + rest if rest else keep
+        self.stats.messages_in += len(messages)
+        if self.shedder is not None:
+            room = max(self.shed_backlog - len(rx), 0)
+            if len(messages) > room:
+                # Keep what fits under the backlog bound, shed the batch's excess here, before
+                # any object is made for it (the cheapest place: shedding must cost a
+                # fraction of relaying, or the excess starves the goodput).
+                rest = self.shedder(assoc_id, messages[room:], self._counted_write(conn))
+                messages = messages[:room] + rest if rest else messages[:room]
+        if self.direct is not None and not rx and messages:
+            taken = self.direct(assoc_id, messages)
+            if taken == len(messages):
+                return
+            messages = messages[taken:]
+        source = conn.peer
         for data in messages:
             rx.append(Message(data, assoc_id, 0, PPID_DIAMETER, False, 0, 0, source))
-        self.stats.messages_in += len(messages)
         if len(rx) >= self._max_queued and conn.transport is not None:
             # The kernel's receive window then pushes back on the peer; nothing is dropped.
             conn.transport.pause_reading()
             self._read_paused.add(conn)
         self._push_wake()
+
+    def defer(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """For the direct handler: queue work that must wait (a send pushed back on); what
+        arrives after it is queued behind it, so the reader keeps the order."""
+        self._push(Deferred(work))
 
     def _counted_write(self, conn: _Connection) -> Callable[[bytes], None]:
         """conn.write for the shedder's answers, counted as sent like any other."""

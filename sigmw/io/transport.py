@@ -13,7 +13,7 @@ import asyncio
 import errno
 import socket
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
 from sigmw.core.errors import AssociationGoneError
@@ -68,7 +68,15 @@ class Message:
     """Peer address the last fragment came from."""
 
 
-Received = Message | Notification
+@dataclass(slots=True)
+class Deferred:
+    """Work an endpoint's direct handler could not finish at once (a send the peer pushes
+    back on), queued so that the reader does it in order: before anything after it."""
+
+    work: Callable[[], Awaitable[None]]
+
+
+Received = Message | Notification | Deferred
 
 
 @dataclass(slots=True)

@@ -249,6 +249,8 @@ def test_dockerfile_is_multi_stage_from_python_311_slim() -> None:
     assert froms[0].split()[1:] == ["AS", "builder"]
     builder = steps[: next(i for i, (w, _) in enumerate(steps) if i and w == "FROM")]
     assert any("pip wheel" in args for word, args in builder if word == "RUN")
+    copied = " ".join(args for word, args in builder if word == "COPY").split()
+    assert "setup.py" in copied, "setup.py builds the C speedups into the wheel"
 
 
 def test_dockerfile_final_stage_is_non_root(final_stage: list[tuple[str, str]]) -> None:
@@ -269,6 +271,7 @@ def test_dockerfile_final_stage_contents(final_stage: list[tuple[str, str]]) -> 
     assert "COPY" not in words and "ADD" not in words
     runs = [args for word, args in final_stage if word == "RUN"]
     assert any("from=builder" in r and "pip install" in r and "--no-index" in r for r in runs)
+    assert any("import sigmw.diameter._speedups" in r for r in runs), "the image has the C code"
     entrypoint = json.loads(dict(final_stage)["ENTRYPOINT"])
     assert entrypoint == ["sigmw", "run", "-c", CONFIG_PATH]
     exposed = " ".join(args for word, args in final_stage if word == "EXPOSE").split()

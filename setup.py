@@ -1,0 +1,16 @@
+"""Build the optional C speedups (sigmw/diameter/_speedups.c); everything else is in
+pyproject.toml. Without a C compiler the install still succeeds (optional=True) and
+sigmw runs on the pure-Python reference code, only slower (the daemon logs which)."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "sigmw.diameter._speedups",
+            ["sigmw/diameter/_speedups.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        )
+    ]
+)
