@@ -228,7 +228,7 @@ class DiameterCore:
         if c is None:
             return []
         slot = c.fast
-        if slot is not None and len(data) >= 20 and not _is_management(data):
+        if slot is not None and len(data) >= 20 and data[5:8] not in _MANAGEMENT_CODES:
             slot.last_rx = now  # fed to the watchdog when its timer comes due
             if data[4] & FLAG_REQUEST:
                 return self.relay.on_request(slot.info.name, data, now)
@@ -244,7 +244,7 @@ class DiameterCore:
         """A 3004 for an application request on an open connection; [] for anything else."""
         c = self.conns.get(conn)
         slot = c.fast if c is not None else None
-        request = len(data) >= 20 and data[4] & FLAG_REQUEST and not _is_management(data)
+        request = len(data) >= 20 and data[4] & FLAG_REQUEST and data[5:8] not in _MANAGEMENT_CODES
         if slot is None or not request:
             return []
         slot.last_rx = now
@@ -584,13 +584,8 @@ def _loose_header(data: bytes) -> wire.Header | None:
     )
 
 
-_MANAGEMENT_LOW = frozenset(c & 0xFF for c in MANAGEMENT_COMMANDS)
+_MANAGEMENT_CODES = frozenset(c.to_bytes(3, "big") for c in MANAGEMENT_COMMANDS)
 assert all(c >> 8 == 1 for c in MANAGEMENT_COMMANDS)  # 257, 280, 282: 0x0001xx
-
-
-def _is_management(data: bytes) -> bool:
-    """CER/CEA, DWR/DWA, DPR/DPA, read off the command code's bytes."""
-    return data[6] == 1 and data[5] == 0 and data[7] in _MANAGEMENT_LOW
 
 
 def _cea_caps(data: bytes) -> local.Capabilities | None:

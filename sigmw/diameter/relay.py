@@ -19,6 +19,7 @@ from __future__ import annotations
 import struct
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from sigmw.config.diameter import DiameterNode, DiameterRoute, RedirectPolicy
 from sigmw.core.histogram import Histogram
@@ -35,6 +36,7 @@ from sigmw.routing.diameter import NoPeer, RealmTable, Usable
 from sigmw.routing.streams import Spreader, session_stream
 
 _U32 = struct.Struct(">I")
+_VERSION_1 = 1 << 24  # the header's first word is version << 24 | length
 MAX_LABELS = 256
 """Distinct command codes (and answer kinds) counted apart; the rest count as OTHER."""
 OTHER = -1
@@ -121,14 +123,23 @@ class Relay:
                 wire.encode_avp(Avp.ERROR_MESSAGE, b"overloaded: request shed", flags=0),
             )
         )
-        self.stats: Counter[str] = Counter()
-        """Event counts by name: relayed, answered_locally_3002, unmatched_answer, ..."""
+        self._stats: Counter[str] = Counter()
+        self._relayed_requests = 0  # the two per-message counts: ints, not Counter keys
+        self._relayed_answers = 0
         self.latency = Histogram()
         """Relay latency: request in -> answer out, in seconds."""
-        self.requests: Counter[int] = Counter()
+        self.requests: dict[int, int] = {}
         """Requests received from clients, by command code (OTHER beyond MAX_LABELS)."""
-        self.answers: Counter[tuple[int, int, str]] = Counter()
+        self.answers: dict[tuple[int, int, str], int] = {}
         """Answers sent to clients: (command, result code, 'relayed' or 'local')."""
+
+    @property
+    def stats(self) -> Counter[str]:
+        """Event counts by name: relayed_requests, answered_locally_3002, unmatched_answers, ...
+        (the live Counter: others add their own events to it)."""
+        self._stats["relayed_requests"] = self._relayed_requests
+        self._stats["relayed_answers"] = self._relayed_answers
+        return self._stats
 
     # --- peers ----------------------------------------------------------------------
 
@@ -172,16 +183,26 @@ class Relay:
         try:
             meta = wire.scan(data)
         except wire.DiameterError as exc:
-            self.stats[f"malformed_{exc.result_code}"] += 1
+            self._stats[f"malformed_{exc.result_code}"] += 1
             return self._refuse_raw(origin, data, exc)
-        code = meta.header.code
-        if code in self.requests or len(self.requests) < MAX_LABELS:
-            self.requests[code] += 1
+        header = meta.header
+        count = self.requests.get(header.code)
+        if count is not None:
+            self.requests[header.code] = count + 1
         else:
-            self.requests[OTHER] += 1
-        refusal = self._check(meta)
-        if refusal is not None:
-            return self._answer_locally(origin, meta, *refusal)
+            _count_new(self.requests, header.code)
+        # The usual request: proxiable, routed by realm, not seen here before.
+        usual = (
+            header.flags & FLAG_PROXIABLE
+            and meta.destination_host is None
+            and not meta.route_records
+            and meta.destination_realm is not None
+            and (meta.origin_host is None or meta.origin_host.lower() != self._me)
+        )
+        if not usual:
+            refusal = self._check(meta)
+            if refusal is not None:
+                return self._answer_locally(origin, meta, *refusal)
         target = self._choose(meta, origin, (origin,))
         if isinstance(target, NoPeer):
             return self._answer_locally(origin, meta, *_FAILURES[target])
@@ -192,11 +213,11 @@ class Relay:
         size = (len(data) + len(record)).to_bytes(3, "big")
         msg = b"".join((data[:1], size, data[4:12], _U32.pack(hbh), data[16:], record))
         self._pending[hbh] = _Pending(
-            origin, meta.header.hop_by_hop, target, msg, meta, now + self._tx, now
+            origin, header.hop_by_hop, target, msg, meta, now + self._tx, now
         )
         peer = self.peers[target]
         peer.pending += 1
-        self.stats["relayed_requests"] += 1
+        self._relayed_requests += 1
         return [Send(target, msg, self._stream(meta, peer.outbound))]
 
     def _check(self, meta: wire.Scanned) -> tuple[int, str, bytes] | None:
@@ -262,7 +283,7 @@ class Relay:
         peer = self.peers.get(origin)
         if peer is None or len(data) < HEADER_LEN or not data[4] & FLAG_REQUEST:
             return []
-        self.stats["shed_3004"] += 1
+        self._stats["shed_3004"] += 1
         self._count_answer(int.from_bytes(data[5:8], "big"), ResultCode.TOO_BUSY, "local")
         session, value = wire.leading_session_id(data)
         size = (HEADER_LEN + len(session) + len(self._busy_tail)).to_bytes(3, "big")
@@ -277,16 +298,16 @@ class Relay:
 
     def on_answer(self, peer: str, data: bytes, now: float) -> list[Send]:
         """The hot path of answers: the header's few fields, the pending entry, one copy."""
-        if len(data) < HEADER_LEN or data[0] != 1 or _length_of(data) != len(data):
+        if len(data) < HEADER_LEN or _U32.unpack_from(data)[0] != _VERSION_1 | len(data):
             try:
                 wire.parse_header(data)  # to name what is wrong
             except wire.DiameterError as exc:  # nobody to answer an answer: counted, dropped
-                self.stats[f"malformed_answer_{exc.result_code}"] += 1
+                self._stats[f"malformed_answer_{exc.result_code}"] += 1
             return []
         hbh = _U32.unpack_from(data, 12)[0]
         p = self._pending.get(hbh)
         if p is None or p.target != peer:
-            self.stats["unmatched_answers"] += 1
+            self._stats["unmatched_answers"] += 1
             return []
         if data[4] & FLAG_ERROR and self.node.redirect is RedirectPolicy.FOLLOW:
             redirected = self._follow_redirect(hbh, p, data, now)
@@ -295,12 +316,12 @@ class Relay:
         self._done(hbh, p)
         origin = self.peers.get(p.origin)
         if origin is None:
-            self.stats["answers_for_gone_clients"] += 1
+            self._stats["answers_for_gone_clients"] += 1
             return []
-        self.stats["relayed_answers"] += 1
+        self._relayed_answers += 1
         self.latency.observe(now - p.received)
         self._count_answer(p.meta.header.code, wire.result_code(data), "relayed")
-        msg = data[:12] + _U32.pack(p.origin_hbh) + data[16:]
+        msg = b"".join((data[:12], _U32.pack(p.origin_hbh), data[16:]))
         return [Send(p.origin, msg, self._stream(p.meta, origin.outbound))]
 
     def _done(self, hbh: int, p: _Pending) -> None:
@@ -325,7 +346,7 @@ class Relay:
                 self._done(hbh, p)
                 # A fresh Tx also keeps the pending table in deadline order.
                 p.target, p.redirected, p.deadline = name, True, now + self._tx
-                self.stats["redirects_followed"] += 1
+                self._stats["redirects_followed"] += 1
                 return self._forward(p)
         return None
 
@@ -343,12 +364,12 @@ class Relay:
         """Re-send to an alternate peer with the T flag, or answer 3002 to the client."""
         alternate = self._choose(p.meta, p.origin, (p.origin, p.target))
         if isinstance(alternate, NoPeer) or p.resent:
-            self.stats[f"{why}_unanswerable"] += 1
+            self._stats[f"{why}_unanswerable"] += 1
             code, text = ResultCode.UNABLE_TO_DELIVER, f"{why}: no alternate peer"
             if isinstance(alternate, NoPeer) and alternate is NoPeer.ALL_BUSY:
                 code = ResultCode.TOO_BUSY
             return self._answer_locally(p.origin, _as_origin(p), code, text, b"")
-        self.stats[f"{why}_resent"] += 1
+        self._stats[f"{why}_resent"] += 1
         p.target, p.resent, p.deadline = alternate, True, now + self._tx
         return [self._forward(p, retransmit=True)]
 
@@ -373,7 +394,7 @@ class Relay:
     def _answer_locally(
         self, origin: str, meta: wire.Scanned, code: int, text: str, failed: bytes
     ) -> list[Send]:
-        self.stats[f"answered_locally_{code}"] += 1
+        self._stats[f"answered_locally_{code}"] += 1
         self._count_answer(meta.header.code, code, "local")
         peer = self.peers.get(origin)
         if peer is None:
@@ -383,9 +404,11 @@ class Relay:
 
     def _count_answer(self, command: int, result: int | None, source: str) -> None:
         key = (command, OTHER if result is None else result, source)
-        if key not in self.answers and len(self.answers) >= MAX_LABELS:
-            key = (OTHER, OTHER, source)  # bounded, whatever codes peers send
-        self.answers[key] += 1
+        count = self.answers.get(key)
+        if count is not None:
+            self.answers[key] = count + 1
+        else:
+            _count_new(self.answers, key, (OTHER, OTHER, source))
 
     def _refuse_raw(self, origin: str, data: bytes, exc: wire.DiameterError) -> list[Send]:
         """A request whose AVPs cannot be walked: answer from its header (and the
@@ -395,6 +418,14 @@ class Relay:
             return []
         meta = wire.Scanned(header, session_id=wire.leading_session_id(data)[1] or None)
         return self._answer_locally(origin, meta, exc.result_code, str(exc), exc.failed_avp)
+
+
+def _count_new(counts: dict[Any, int], key: Any, overflow: Any = OTHER) -> None:
+    """Count a key seen for the first time: under its own label while there are fewer
+    than MAX_LABELS, else under `overflow` (bounded, whatever codes peers send)."""
+    if len(counts) >= MAX_LABELS:
+        key = overflow
+    counts[key] = counts.get(key, 0) + 1
 
 
 def _as_origin(p: _Pending) -> wire.Scanned:
@@ -417,7 +448,3 @@ def _loose_header(data: bytes) -> wire.Header | None:
         int.from_bytes(b[12:16], "big"),
         int.from_bytes(b[16:20], "big"),
     )
-
-
-def _length_of(data: bytes) -> int:
-    return int.from_bytes(data[1:4], "big")

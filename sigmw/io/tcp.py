@@ -165,14 +165,17 @@ class _Connection(asyncio.Protocol):
             self.ep._loop.call_soon(self.flush)
 
     def flush(self) -> None:
+        """Write what was corked; counted as sent here, once per write, not per message."""
         self.flush_armed = False
-        if not self.out:
+        out = self.out
+        if not out:
             return
-        data = self.out[0] if len(self.out) == 1 else b"".join(self.out)
-        self.out.clear()
+        data = out[0] if len(out) == 1 else b"".join(out)
+        count = len(out)
+        out.clear()
         self.out_bytes = 0
         if self.transport is not None and not self.transport.is_closing():
-            self.ep.stats.writes += 1
+            self.ep._sent(self.assoc_id, count, len(data))
             self.transport.write(data)
 
     async def drain(self) -> None:
@@ -414,7 +417,7 @@ class TcpEndpoint:
                 # Keep what fits under the backlog bound, shed the batch's excess here, before
                 # any object is made for it (the cheapest place: shedding must cost a
                 # fraction of relaying, or the excess starves the goodput).
-                rest = self.shedder(assoc_id, messages[room:], self._counted_write(conn))
+                rest = self.shedder(assoc_id, messages[room:], conn.write)
                 messages = messages[:room] + rest if rest else messages[:room]
         if self.direct is not None and not rx and messages:
             taken = self.direct(assoc_id, messages)
@@ -435,15 +438,10 @@ class TcpEndpoint:
         arrives after it is queued behind it, so the reader keeps the order."""
         self._push(Deferred(work))
 
-    def _counted_write(self, conn: _Connection) -> Callable[[bytes], None]:
-        """conn.write for the shedder's answers, counted as sent like any other."""
-
-        def write(data: bytes) -> None:
-            conn.write(data)
-            self.stats.messages_out += 1
-            self.traffic.count(conn.assoc_id, OUT, PPID_DIAMETER, 0, len(data))
-
-        return write
+    def _sent(self, assoc_id: int, count: int, size: int) -> None:
+        self.stats.writes += 1
+        self.stats.messages_out += count
+        self.traffic.count(assoc_id, OUT, PPID_DIAMETER, 0, size, count)
 
     def _push_wake(self) -> None:
         waiter = self._rx_waiter
@@ -480,8 +478,6 @@ class TcpEndpoint:
         if conn is None or conn.write_paused or conn.closing or conn.lost:
             return False
         conn.write(data)
-        self.stats.messages_out += 1
-        self.traffic.count(assoc_id, OUT, PPID_DIAMETER, 0, len(data))
         return True
 
     async def send(self, data: bytes, assoc_id: int, stream: int = 0, ppid: int = 0) -> None:
@@ -491,8 +487,6 @@ class TcpEndpoint:
         """
         conn = self._live(assoc_id)
         conn.write(data)
-        self.stats.messages_out += 1
-        self.traffic.count(assoc_id, OUT, PPID_DIAMETER, 0, len(data))
         if conn.write_paused:
             self.stats.send_waits += 1
             await conn.drain()

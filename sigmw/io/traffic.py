@@ -9,7 +9,7 @@ PPIDs were seen, new ones count as OTHER.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 IN, OUT = 0, 1
 STREAM_LABELS = 32
@@ -32,25 +32,27 @@ class Traffic:
         """[messages, bytes] per key; an association's keys go when it is taken."""
         self._ppids: set[int] = set()
 
-    def count(self, assoc_id: int, direction: int, ppid: int, stream: int, size: int) -> None:
+    def count(
+        self, assoc_id: int, direction: int, ppid: int, stream: int, size: int, messages: int = 1
+    ) -> None:
+        """`messages` messages of `size` bytes in all (TCP counts each corked write once)."""
         key = (assoc_id, direction, ppid, stream)
         cell = self.counts.get(key)
         if cell is None:
             cell = self._new(key)
-        cell[0] += 1
+        cell[0] += messages
         cell[1] += size
 
     def count_many(
-        self, assoc_id: int, direction: int, ppid: int, stream: int, messages: Iterable[bytes]
+        self, assoc_id: int, direction: int, ppid: int, stream: int, messages: Sequence[bytes]
     ) -> None:
         """A batch on one key (TCP delivers what one read framed)."""
         key = (assoc_id, direction, ppid, stream)
         cell = self.counts.get(key)
         if cell is None:
             cell = self._new(key)
-        for data in messages:
-            cell[0] += 1
-            cell[1] += len(data)
+        cell[0] += len(messages)
+        cell[1] += sum(map(len, messages))
 
     def _new(self, key: Key) -> list[int]:
         assoc_id, direction, ppid, stream = key

@@ -35,6 +35,8 @@ class _Rule:
     origin_realm: bytes | None
     levels: tuple[tuple[RouteTarget, ...], ...]
     """Targets grouped by priority, best first."""
+    only: str | None = None
+    """The peer, when the rule has just one (the common case: no loop to run)."""
 
 
 class NoPeer(Enum):
@@ -44,6 +46,7 @@ class NoPeer(Enum):
 
 
 _CACHE_SIZE = 4096
+_UNKNOWN = _Rule(None, None, None, ())  # not yet looked up (None is cached too: no route)
 
 
 def _lower(text: str | None) -> bytes | None:
@@ -63,6 +66,7 @@ class RealmTable:
                         sorted(r.to, key=lambda t: t.priority), key=lambda t: t.priority
                     )
                 ),
+                r.to[0].peer if len(r.to) == 1 else None,
             )
             for r in routes
         ]
@@ -70,11 +74,12 @@ class RealmTable:
 
     def _rule(self, realm: bytes, app_id: int, origin_realm: bytes | None) -> _Rule | None:
         key = (realm, app_id, origin_realm)
-        if key not in self._cache:
+        rule = self._cache.get(key, _UNKNOWN)
+        if rule is _UNKNOWN:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()  # bounded: realms come from the wire
-            self._cache[key] = self._match(realm, app_id, origin_realm)
-        return self._cache[key]
+            rule = self._cache[key] = self._match(realm, app_id, origin_realm)
+        return rule
 
     def _match(self, realm: bytes, app_id: int, origin_realm: bytes | None) -> _Rule | None:
         realm = realm.lower()
@@ -101,6 +106,11 @@ class RealmTable:
         rule = self._rule(realm, app_id, origin_realm)
         if rule is None:
             return NoPeer.NO_ROUTE
+        if rule.only is not None:
+            state = Usable.DOWN if rule.only in exclude else usable(rule.only)
+            if state is Usable.YES:
+                return rule.only
+            return NoPeer.ALL_BUSY if state is Usable.BUSY else NoPeer.NO_LIVE_PEER
         busy = False
         for level in rule.levels:
             ready = []
