@@ -240,6 +240,24 @@ class DiameterCore:
         usual treatment (answers, management and new peers are never shed)."""
         return self.shed_request(conn, data, now) or self.received(conn, data, now)
 
+    def shed_requests(
+        self, conn: ConnId, messages: list[bytes], now: float
+    ) -> tuple[list[bytes], list[bytes]]:
+        """shed_request for a batch read off one TCP connection at once: the 3004 answers
+        to write back, and the messages that are not application requests (kept)."""
+        c = self.conns.get(conn)
+        slot = c.fast if c is not None else None
+        if slot is None:
+            return [], messages
+        slot.last_rx = now
+        busy, answers, kept = self.relay.busy_answer, [], []
+        for data in messages:
+            if len(data) >= 20 and data[4] & FLAG_REQUEST and data[5:8] not in _MANAGEMENT_CODES:
+                answers.append(busy(data))
+            else:
+                kept.append(data)
+        return answers, kept
+
     def shed_request(self, conn: ConnId, data: bytes, now: float) -> list[Send]:
         """A 3004 for an application request on an open connection; [] for anything else."""
         c = self.conns.get(conn)

@@ -126,6 +126,7 @@ class Relay:
         self._stats: Counter[str] = Counter()
         self._relayed_requests = 0  # the two per-message counts: ints, not Counter keys
         self._relayed_answers = 0
+        self._shed = 0
         self.latency = Histogram()
         """Relay latency: request in -> answer out, in seconds."""
         self.requests: dict[int, int] = {}
@@ -139,6 +140,7 @@ class Relay:
         (the live Counter: others add their own events to it)."""
         self._stats["relayed_requests"] = self._relayed_requests
         self._stats["relayed_answers"] = self._relayed_answers
+        self._stats["shed_3004"] = self._shed
         return self._stats
 
     # --- peers ----------------------------------------------------------------------
@@ -273,26 +275,34 @@ class Relay:
         return self._spread.stream(outbound)
 
     def too_busy(self, origin: str, data: bytes) -> list[Send]:
-        """Overload: answer a request 3004 from its header and first AVP alone.
+        """Overload: answer a request 3004 (busy_answer), on its session's stream."""
+        peer = self.peers.get(origin)
+        if peer is None or len(data) < HEADER_LEN or not data[4] & FLAG_REQUEST:
+            return []
+        answer = self.busy_answer(data)
+        _, value = wire.leading_session_id(data)
+        stream = (
+            session_stream(value, peer.outbound) if value else self._spread.stream(peer.outbound)
+        )
+        return [Send(origin, answer, stream)]
+
+    def busy_answer(self, data: bytes) -> bytes:
+        """The 3004 answer to a request (at least a header, the R bit set), built from its
+        header and first AVP alone.
 
         Shedding must cost a fraction of relaying, or the excess starves the goodput:
         nothing is scanned, the answer is the header, the Session-Id (first AVP, as
         RFC 6733 8.8 asks of requests) and a tail built once. Proxy-Info is not
         copied on this path.
         """
-        peer = self.peers.get(origin)
-        if peer is None or len(data) < HEADER_LEN or not data[4] & FLAG_REQUEST:
-            return []
-        self._stats["shed_3004"] += 1
-        self._count_answer(int.from_bytes(data[5:8], "big"), ResultCode.TOO_BUSY, "local")
-        session, value = wire.leading_session_id(data)
-        size = (HEADER_LEN + len(session) + len(self._busy_tail)).to_bytes(3, "big")
-        flags = bytes(((data[4] & FLAG_PROXIABLE) | FLAG_ERROR,))
-        answer = b"".join((b"\x01", size, flags, data[5:20], session, self._busy_tail))
-        stream = (
-            session_stream(value, peer.outbound) if value else self._spread.stream(peer.outbound)
-        )
-        return [Send(origin, answer, stream)]
+        self._shed += 1
+        key = (int.from_bytes(data[5:8], "big"), ResultCode.TOO_BUSY, "local")
+        count = self.answers.get(key)
+        if count is not None:
+            self.answers[key] = count + 1
+        else:
+            _count_new(self.answers, key, (OTHER, OTHER, "local"))
+        return wire.busy_answer(data, self._busy_tail)
 
     # --- answers ----------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from sigmw.diameter.codes import (
     AVP_MANDATORY,
     AVP_VENDOR,
     FLAG_ERROR,
+    FLAG_PROXIABLE,
     FLAG_REQUEST,
     FLAG_RETRANSMIT,
     FLAGS_RESERVED,
@@ -259,6 +260,25 @@ def leading_session_id(data: bytes) -> tuple[bytes, bytes]:
         if 8 < length <= len(data) - 20:
             return data[20 : 20 + ((length + 3) & ~3)], data[28 : 20 + length]
     return b"", b""
+
+
+def busy_answer(request: bytes, tail: bytes) -> bytes:
+    """An answer to `request` (at least a header) made of its header with R and T cleared,
+    E set, the request's Session-Id when it is the first AVP, then `tail` (the AVPs saying
+    why): the cheapest whole answer, for shedding under overload."""
+    if _c is not None:
+        return _c.busy_answer(request, tail)  # type: ignore[no-any-return]
+    return busy_answer_py(request, tail)
+
+
+def busy_answer_py(request: bytes, tail: bytes) -> bytes:
+    """busy_answer in Python: the reference the C version must match."""
+    if len(request) < HEADER_LEN:
+        raise ValueError("shorter than a Diameter header")
+    session, _ = leading_session_id(request)
+    size = (HEADER_LEN + len(session) + len(tail)).to_bytes(3, "big")
+    flags = bytes(((request[4] & FLAG_PROXIABLE) | FLAG_ERROR,))
+    return b"".join((b"\x01", size, flags, request[5:20], session, tail))
 
 
 def _rare_value(code: int, data: bytes, off: int, length: int) -> bytes:

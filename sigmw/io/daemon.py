@@ -126,6 +126,7 @@ class Daemon:
             self._listener_of[ep] = lst.name
             if lst.protocol is Protocol.DIAMETER:
                 self._diameter_eps.add(ep)
+                self._hot_path(ep)
             self._spawn(self._read(ep, listener=lst.name))
             self.emit("listening", listener=lst.name, addresses=list(lst.addresses), port=lst.port)
         if install_signals:
@@ -266,23 +267,39 @@ class Daemon:
             ep = self.listeners[out.listener]
             self._spawn(ep.abort(out.assoc_id, b"sigmw: address not configured"))
 
-    def _limit(self, ep: Endpoint, dialer: str = "") -> None:
+    def _limit(self, ep: Endpoint) -> None:
         """TCP frames by the header's length: refuse messages over the configured size;
-        under overload, shed in the endpoint itself (the cheapest place); relay messages
-        as they are framed (the hot path: no queue)."""
+        under overload, shed in the endpoint itself (the cheapest place)."""
         if isinstance(ep, TcpEndpoint) and self.diameter is not None:
             assert self.config.node.diameter is not None
             ep.max_message = self.config.node.diameter.max_message_size
             ep.shedder = functools.partial(self.diameter.shed_batch, ep)
             ep.shed_backlog = SHED_BACKLOG
-            ep.direct = functools.partial(self._direct, ep, dialer)
 
-    def _direct(self, ep: TcpEndpoint, dialer: str, assoc_id: int, messages: list[bytes]) -> int:
+    def _hot_path(self, ep: Endpoint, dialer: str = "") -> None:
+        """A Diameter endpoint hands messages to the Diameter service as they are read
+        (no per-message object, no queue, no task switch)."""
+        if isinstance(ep, TcpEndpoint):
+            ep.direct = functools.partial(self._direct, ep, dialer)
+        elif isinstance(ep, SctpEndpoint):
+            ep.direct = functools.partial(self._direct_sctp, ep, dialer)
+
+    def _direct(
+        self, ep: TcpEndpoint | SctpEndpoint, dialer: str, assoc_id: int, messages: list[bytes]
+    ) -> int:
         """TcpEndpoint.direct: the Diameter service's hot path, unless the endpoint was
         retired by a reload (then the reader drops what it queues, as for any message)."""
         if self.diameter is None or (dialer and self.dialers.get(dialer) is not ep):
             return 0
         return self.diameter.direct(ep, assoc_id, messages)
+
+    def _direct_sctp(
+        self, ep: SctpEndpoint, dialer: str, assoc_id: int, ppid: int, data: bytes
+    ) -> bool:
+        """SctpEndpoint.direct: Diameter PPIDs only; anything else goes to its handler."""
+        if ppid not in ACCEPTED_PPIDS:
+            return False
+        return self._direct(ep, dialer, assoc_id, [data]) == 1
 
     def _endpoint_of(self, peer: str) -> Endpoint | None:
         found = self.where.get(peer)
@@ -307,10 +324,11 @@ class Daemon:
         local = [(a, 0) for a in peer.local_addresses] or [(wildcard, 0)]
         opener = endpoint_class(peer.transport)
         ep: Endpoint = opener.open_now(local, tuning_of(peer.sctp, endpoint=True), listen=False)
-        self._limit(ep, dialer=peer.name)
+        self._limit(ep)
         self.dialers[peer.name] = ep
         if peer.protocol is Protocol.DIAMETER:
             self._diameter_eps.add(ep)
+            self._hot_path(ep, dialer=peer.name)
         self._spawn(self._read(ep, dialer=peer.name))
         return ep
 

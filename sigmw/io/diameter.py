@@ -33,6 +33,7 @@ from sigmw.diameter.node import (
     SendOn,
 )
 from sigmw.diameter.relay import Send
+from sigmw.io.endpoint import SctpEndpoint
 from sigmw.io.endpoints import Endpoint
 from sigmw.io.tcp import TcpEndpoint
 from sigmw.io.transport import Message
@@ -136,18 +137,14 @@ class DiameterService:
         at once, before any object is made for it; the rest (answers, management) is
         returned to be read as usual. What makes shedding cheap enough that the excess
         does not eat the goodput."""
-        now, keep, conn = self.now(), [], (ep, assoc)
-        for data in messages:
-            answers = self.core.shed_request(conn, data, now)
-            if answers:
-                write(answers[0].data)
-            else:
-                keep.append(data)
+        answers, keep = self.core.shed_requests((ep, assoc), messages, self.now())
+        for answer in answers:
+            write(answer)
         return keep
 
-    def direct(self, ep: TcpEndpoint, assoc: int, messages: list[bytes]) -> int:
-        """The hot path over TCP, called by the endpoint as messages are framed: each is
-        handled and its sends buffered at once, with no per-message object or queue.
+    def direct(self, ep: TcpEndpoint | SctpEndpoint, assoc: int, messages: list[bytes]) -> int:
+        """The hot path, called by the endpoint as messages are read (framed, over TCP):
+        each is handled and its sends made at once, with no per-message object or queue.
         Returns how many it took; when a send must wait, what is left of that message's
         output is deferred to the endpoint's reader and the rest of the batch queues
         behind it, so the order holds."""

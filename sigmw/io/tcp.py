@@ -17,11 +17,14 @@ connection closes after GRACE_S so that answer can leave.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import errno
+import fcntl
 import itertools
 import socket
 import struct
+import termios
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -40,6 +43,9 @@ from sigmw.sctp.structs import PathInfo
 
 Shedder = Callable[[int, list[bytes], Callable[[bytes], None]], list[bytes]]
 Direct = Callable[[int, list[bytes]], int]
+READ_SIZE = 256 * 1024
+"""What asyncio reads per call (its transports' max_size): a read this long may have left
+more in the kernel; a shorter one emptied the socket's receive buffer."""
 _IDS = itertools.count(1 << 24)
 """Connection ids, above the kernel SCTP ids of the same process."""
 GRACE_S = 0.5
@@ -88,6 +94,8 @@ class _Connection(asyncio.Protocol):
         self.assoc_id = assoc_id
         self.framer = DiameterFramer(ep.max_message)
         self.transport: asyncio.Transport | None = None
+        self.fd = -1
+        self.read_size = READ_SIZE
         self.peer: Address | None = None
         self.local: Address | None = None
         self.tuning: SctpTuning | None = None
@@ -112,6 +120,8 @@ class _Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:  # ping-pong signaling must not wait for Nagle
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.fd = sock.fileno()
+        self.read_size = getattr(transport, "max_size", READ_SIZE)
         self.peer = _address(transport.get_extra_info("peername"))
         self.local = _address(transport.get_extra_info("sockname"))
         self.ep._up(self)
@@ -126,7 +136,7 @@ class _Connection(asyncio.Protocol):
             self.ep._framing_error(self, exc)
             return
         if messages:
-            self.ep._deliver(self, messages)
+            self.ep._deliver(self, messages, len(data) >= self.read_size)
 
     def eof_received(self) -> bool:
         self.flush()
@@ -398,25 +408,27 @@ class TcpEndpoint:
         self.associations[conn.assoc_id] = Association(conn.assoc_id, 1, 1)
         self._push(AssocChange(conn.assoc_id, AssocChangeState.COMM_UP, 0, 1, 1, (), ()))
 
-    def _deliver(self, conn: _Connection, messages: list[bytes]) -> None:
+    def _deliver(self, conn: _Connection, messages: list[bytes], full_read: bool = False) -> None:
         """Freshly framed messages: shed what is beyond the backlog bound, hand the rest to
         the direct handler while nothing is queued (else queue them behind what is).
 
-        A message's place in line is what is queued plus its place in the batch: with a
-        direct handler the queue stays empty, so a batch is cut at the bound. When the
-        relay falls behind, input waits in the kernel and reads grow (up to asyncio's
-        256 KiB), so each read relays its first shed_backlog and sheds the rest."""
+        The backlog is what waits to be handled: queued items and, after a read as long as
+        asyncio makes (a shorter one emptied the socket), what is still in the kernel. With
+        a direct handler nothing queues, so when the relay falls behind the backlog builds
+        in the kernel: while it is over the bound, whole reads are shed (cheaply), as
+        arrivals at a full queue would be."""
         if self._closed:
             return  # nobody will read them: close() ended recv()
         rx, assoc_id = self._rx, conn.assoc_id
         self.traffic.count_many(assoc_id, IN, PPID_DIAMETER, 0, messages)
         self.stats.messages_in += len(messages)
         if self.shedder is not None:
-            room = max(self.shed_backlog - len(rx), 0)
+            waiting = len(rx) + (self._unread(conn, messages) if full_read else 0)
+            room = max(self.shed_backlog - waiting, 0)
             if len(messages) > room:
-                # Keep what fits under the backlog bound, shed the batch's excess here, before
-                # any object is made for it (the cheapest place: shedding must cost a
-                # fraction of relaying, or the excess starves the goodput).
+                # Keep what fits under the backlog bound, shed the rest here, before any
+                # object is made for it (the cheapest place: shedding must cost a fraction
+                # of relaying, or the excess starves the goodput).
                 rest = self.shedder(assoc_id, messages[room:], conn.write)
                 messages = messages[:room] + rest if rest else messages[:room]
         if self.direct is not None and not rx and messages:
@@ -432,6 +444,18 @@ class TcpEndpoint:
             conn.transport.pause_reading()
             self._read_paused.add(conn)
         self._push_wake()
+
+    def _unread(self, conn: _Connection, batch: list[bytes]) -> int:
+        """Messages still in the kernel's receive buffer (FIONREAD), estimated from the
+        batch's mean size."""
+        if conn.fd < 0:
+            return 0
+        unread = array.array("i", [0])
+        try:
+            fcntl.ioctl(conn.fd, termios.FIONREAD, unread)
+        except OSError:
+            return 0
+        return unread[0] * len(batch) // max(sum(map(len, batch)), 1)
 
     def defer(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """For the direct handler: queue work that must wait (a send pushed back on); what

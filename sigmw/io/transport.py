@@ -13,8 +13,9 @@ import asyncio
 import errno
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
+from typing import Any
 
 from sigmw.core.errors import AssociationGoneError
 from sigmw.io import sockapi
@@ -119,6 +120,10 @@ class SctpTransport:
         self._tx: dict[Hashable, deque[_Pending]] = {}
         self._writer_armed = False
         self._retry: asyncio.TimerHandle | None = None
+        self.direct: Callable[[int, int, bytes], bool] | None = None
+        """The hot path: given (assoc_id, ppid, data) of each whole message as it is read,
+        while nothing is queued; True if it handled it, else the message is queued for
+        recv(). It may `defer` work that must wait; what follows it then queues behind."""
         self._resume_reading()
 
     # --- receive --------------------------------------------------------------
@@ -205,6 +210,9 @@ class SctpTransport:
         elif info is not None:
             self.stats.messages_in += 1
             self.traffic.count(info.assoc_id, IN, info.ppid, info.stream, len(whole))
+            direct = self.direct
+            if direct is not None and not self._rx and direct(info.assoc_id, info.ppid, whole):
+                return
             self._rx.append(_message(whole, info, source))
         else:  # no SCTP_RCVINFO (should not happen once subscribed)
             self.stats.messages_in += 1
@@ -226,6 +234,12 @@ class SctpTransport:
 
     def on_notification(self, note: Notification) -> None:
         """Hook for subclasses: bookkeeping before the item is queued for the user."""
+
+    def defer(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """For the direct handler: queue work that must wait (a send pushed back on); what
+        arrives after it is queued behind it, so the reader keeps the order."""
+        self._rx.append(Deferred(work))
+        self._wake_reader()
 
     def _wake_reader(self) -> None:
         if self._rx and self._rx_waiter is not None and not self._rx_waiter.done():

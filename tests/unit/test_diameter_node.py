@@ -295,3 +295,25 @@ def test_shed_request_answers_only_application_requests_3004() -> None:
     assert c.shed_request(("srv", 1), dwa_for(dwr), 1.0) == []  # answers: never
     assert c.shed_request(("nobody", 1), ccr("s;9", 42), 1.0) == []  # no open peer
     assert c.relay.pending_count() == 0 and c.relay.stats["shed_3004"] == 1
+
+
+def test_shed_requests_answers_a_batchs_requests_and_keeps_the_rest_in_order() -> None:
+    c = core()
+    open_server(c)
+    open_client(c)
+    dwr = DeviceWatchdogRequest()
+    dwr.origin_host, dwr.origin_realm = b"client.test", b"test"
+    management, answer = bytes(dwr.as_bytes()), dwa_for(dwr)
+    batch = [ccr("s;1", 51), management, ccr("s;2", 52), answer]
+    busy, kept = c.shed_requests(("lst", 1), batch, 1.0)
+    assert kept == [management, answer]
+    got = [Message.from_bytes(b) for b in busy]
+    assert [(m.header.hop_by_hop_identifier, m.session_id) for m in got] == [
+        (51, "s;1"),
+        (52, "s;2"),
+    ]
+    assert all(m.result_code == 3004 and m.header.is_error for m in got)
+    assert all(m.header.is_proxyable and not m.header.is_request for m in got)
+    assert c.relay.answers[(272, 3004, "local")] == 2 and c.relay.stats["shed_3004"] == 2
+    assert c.shed_requests(("nobody", 1), batch, 1.0) == ([], batch)  # no open peer: kept
+    assert c.relay.pending_count() == 0

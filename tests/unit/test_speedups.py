@@ -159,3 +159,11 @@ def test_split_matches_the_reference(msgs: list[bytes], cuts: list[int], max_siz
     reference = DiameterFramer(max_size)
     reference._split = reference._split_py  # type: ignore[method-assign]
     assert _frame_all(DiameterFramer(max_size), chunks) == _frame_all(reference, chunks)
+
+
+@settings(max_examples=400)
+@given(st.one_of(messages(), damaged()).filter(lambda d: len(d) >= 20), st.binary(max_size=40))
+def test_busy_answer_matches_the_reference(request: bytes, tail: bytes) -> None:
+    got = _speedups.busy_answer(request, tail)
+    assert got == wire.busy_answer_py(request, tail)
+    assert got[4] & 0xA0 == 0x20  # an answer (R clear) with the E bit

@@ -92,14 +92,19 @@ async def test_what_the_handler_leaves_queues_behind_its_deferred_work_in_order(
         client.close()
 
 
-async def test_a_read_beyond_the_backlog_bound_is_cut_there() -> None:
+async def test_a_backlog_in_the_kernel_is_shed_until_it_is_under_the_bound() -> None:
     """With a direct handler nothing waits in the endpoint's queue: when the relay falls
-    behind, input waits in the kernel and reads grow. Each read's first shed_backlog
-    messages go to the handler, the rest to the shedder, as from a long queue."""
+    behind, input waits in the kernel. After a full read the endpoint measures it (FIONREAD):
+    while it is over the bound whole reads are shed, as arrivals at a full queue would be;
+    then reads are relayed again, never more than the bound at once."""
     server = await TcpEndpoint.open([("127.0.0.1", 0)])
     try:
         raw = socket.create_connection(("127.0.0.1", server.port))
-        await change(server, UP)
+        sid = (await change(server, UP)).assoc_id
+        conn = server._conns[sid]
+        assert conn.transport is not None
+        sock = conn.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
         bound = 512
         reads: list[tuple[list[int], list[int]]] = []  # (relayed, shed) per read
 
@@ -112,7 +117,7 @@ async def test_a_read_beyond_the_backlog_bound_is_cut_there() -> None:
             return []
 
         server.direct, server.shedder, server.shed_backlog = direct, shedder, bound
-        count = 30_000  # 28 bytes each: 820 KiB, several 256 KiB reads
+        count = 60_000  # 28 bytes each: 1.6 MiB, several 256 KiB reads
         burst = b"".join(message(i) for i in range(count))
         sender = asyncio.get_running_loop().run_in_executor(None, raw.sendall, burst)
         time.sleep(0.5)  # the loop is stalled: the burst waits in the kernel
@@ -121,10 +126,11 @@ async def test_a_read_beyond_the_backlog_bound_is_cut_there() -> None:
         await _until(done)
         relayed = [n for r, _ in reads for n in r]
         shed = [n for _, s in reads for n in s]
-        assert shed, "a read beyond the bound was not cut"
         assert sorted(relayed + shed) == list(range(count))
+        assert reads[0] == ([], list(range(len(reads[0][1])))), "the first read is shed whole"
+        assert relayed, "nothing relayed once the backlog was under the bound"
         assert all(len(r) <= bound for r, _ in reads)
-        assert relayed[:bound] == list(range(bound))  # each read's head is relayed, in order
+        assert relayed == sorted(relayed)  # in order
         raw.close()
     finally:
         server.close()
