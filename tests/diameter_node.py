@@ -138,6 +138,9 @@ class _Node:
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closers: list[Callable[[], None]] = []
+        self.reading = asyncio.Event()
+        """Cleared: stop reading TCP input (the peer's sends then back up: flow control)."""
+        self.reading.set()
 
     def next_id(self) -> int:
         return next(self._ids) & 0xFFFFFFFF
@@ -223,6 +226,7 @@ class _Node:
         """Frame by the 24-bit length after the version byte (RFC 6733 3)."""
         with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
             while True:
+                await self.reading.wait()
                 head = await reader.readexactly(4)
                 length = struct.unpack("!I", head)[0] & 0xFFFFFF
                 await self._on_data(conn, head + await reader.readexactly(length - 4), None, None)
@@ -376,6 +380,8 @@ class DiameterTestServer(_Node):
         """Application requests received (not CER/DWR/DPR)."""
         self.peers: list[str] = []
         """Origin-Host of every CER received, in order."""
+        self.tcp_writers: list[asyncio.StreamWriter] = []
+        """Accepted TCP connections (tests tune their sockets)."""
 
     async def listen_sctp(self, local: list[Address], host: Host | None = None) -> int:
         """Listen on a one-to-many SCTP endpoint; returns its port."""
@@ -412,6 +418,7 @@ class DiameterTestServer(_Node):
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._closers.append(writer.close)  # close() drops accepted connections too
+        self.tcp_writers.append(writer)
         await self._read_tcp(_Conn(self._tcp_sender(writer)), reader)
         writer.close()
 

@@ -37,6 +37,9 @@ from sigmw.routing.streams import Spreader, session_stream
 
 _U32 = struct.Struct(">I")
 _VERSION_1 = 1 << 24  # the header's first word is version << 24 | length
+# Enum members as module constants: in Python 3.11 `Usable.YES` costs several times a global.
+_YES, _BUSY, _DOWN, _FOLLOW = Usable.YES, Usable.BUSY, Usable.DOWN, RedirectPolicy.FOLLOW
+_TOO_BUSY = int(ResultCode.TOO_BUSY)
 MAX_LABELS = 256
 """Distinct command codes (and answer kinds) counted apart; the rest count as OTHER."""
 OTHER = -1
@@ -176,8 +179,8 @@ class Relay:
     def _usable(self, name: str) -> Usable:
         peer = self.peers.get(name)
         if peer is None or not peer.usable:
-            return Usable.DOWN
-        return Usable.BUSY if peer.pending >= self.node.max_pending else Usable.YES
+            return _DOWN
+        return _BUSY if peer.pending >= self.node.max_pending else _YES
 
     # --- requests ---------------------------------------------------------------------
 
@@ -220,7 +223,8 @@ class Relay:
         peer = self.peers[target]
         peer.pending += 1
         self._relayed_requests += 1
-        return [Send(target, msg, self._stream(meta, peer.outbound))]
+        outbound = peer.outbound
+        return [Send(target, msg, self._stream(meta, outbound) if outbound > 1 else 0)]
 
     def _check(self, meta: wire.Scanned) -> tuple[int, str, bytes] | None:
         """Why this node must answer the request itself, if it must."""
@@ -242,7 +246,7 @@ class Relay:
         host = meta.destination_host
         if host is not None:
             named = self._by_host.get(host.lower())
-            if named is not None and named not in exclude and self._usable(named) is Usable.YES:
+            if named is not None and named not in exclude and self._usable(named) is _YES:
                 return named
         assert meta.destination_realm is not None  # checked before
         return self.table.choose(
@@ -270,6 +274,8 @@ class Relay:
         return Send(p.target, p.request, self._stream(p.meta, target.outbound))
 
     def _stream(self, meta: wire.Scanned, outbound: int) -> int:
+        """The session's stream (callers on the hot path skip the call for one stream:
+        TCP, or an association with one outbound stream, where it is always 0)."""
         if meta.session_id is not None:
             return session_stream(meta.session_id, outbound)
         return self._spread.stream(outbound)
@@ -296,7 +302,7 @@ class Relay:
         copied on this path.
         """
         self._shed += 1
-        key = (int.from_bytes(data[5:8], "big"), ResultCode.TOO_BUSY, "local")
+        key = (int.from_bytes(data[5:8], "big"), _TOO_BUSY, "local")
         count = self.answers.get(key)
         if count is not None:
             self.answers[key] = count + 1
@@ -319,7 +325,7 @@ class Relay:
         if p is None or p.target != peer:
             self._stats["unmatched_answers"] += 1
             return []
-        if data[4] & FLAG_ERROR and self.node.redirect is RedirectPolicy.FOLLOW:
+        if data[4] & FLAG_ERROR and self.node.redirect is _FOLLOW:
             redirected = self._follow_redirect(hbh, p, data, now)
             if redirected is not None:
                 return [redirected]
@@ -332,7 +338,8 @@ class Relay:
         self.latency.observe(now - p.received)
         self._count_answer(p.meta.header.code, wire.result_code(data), "relayed")
         msg = b"".join((data[:12], _U32.pack(p.origin_hbh), data[16:]))
-        return [Send(p.origin, msg, self._stream(p.meta, origin.outbound))]
+        outbound = origin.outbound
+        return [Send(p.origin, msg, self._stream(p.meta, outbound) if outbound > 1 else 0)]
 
     def _done(self, hbh: int, p: _Pending) -> None:
         del self._pending[hbh]

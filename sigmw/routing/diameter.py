@@ -46,6 +46,10 @@ class NoPeer(Enum):
 
 
 _CACHE_SIZE = 4096
+# Enum members as module constants: in Python 3.11 `Usable.YES` is an attribute lookup
+# through the enum's metaclass that costs several times a global (measured 0.2 us).
+_YES, _BUSY, _DOWN = Usable.YES, Usable.BUSY, Usable.DOWN
+_NO_ROUTE, _NO_LIVE_PEER, _ALL_BUSY = NoPeer.NO_ROUTE, NoPeer.NO_LIVE_PEER, NoPeer.ALL_BUSY
 _UNKNOWN = _Rule(None, None, None, ())  # not yet looked up (None is cached too: no route)
 
 
@@ -105,12 +109,12 @@ class RealmTable:
         """The peer for a request with this session key, or why there is none."""
         rule = self._rule(realm, app_id, origin_realm)
         if rule is None:
-            return NoPeer.NO_ROUTE
+            return _NO_ROUTE
         if rule.only is not None:
-            state = Usable.DOWN if rule.only in exclude else usable(rule.only)
-            if state is Usable.YES:
+            state = _DOWN if rule.only in exclude else usable(rule.only)
+            if state is _YES:
                 return rule.only
-            return NoPeer.ALL_BUSY if state is Usable.BUSY else NoPeer.NO_LIVE_PEER
+            return _ALL_BUSY if state is _BUSY else _NO_LIVE_PEER
         busy = False
         for level in rule.levels:
             ready = []
@@ -118,13 +122,13 @@ class RealmTable:
                 if t.peer in exclude:
                     continue
                 state = usable(t.peer)
-                if state is Usable.YES:
+                if state is _YES:
                     ready.append(t)
-                elif state is Usable.BUSY:
+                elif state is _BUSY:
                     busy = True
             if ready:
                 return ready[0].peer if len(ready) == 1 else _rendezvous(ready, key)
-        return NoPeer.ALL_BUSY if busy else NoPeer.NO_LIVE_PEER
+        return _ALL_BUSY if busy else _NO_LIVE_PEER
 
 
 _MASK64 = (1 << 64) - 1

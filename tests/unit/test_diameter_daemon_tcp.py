@@ -5,13 +5,17 @@ failover to the backup when the primary goes away, DPR on stop."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from diameter.message.avp import Avp
+from diameter.message.constants import AVP_CLASS
 
 from sigmw.config.loader import load_config
 from sigmw.io.daemon import Daemon
+from sigmw.io.tcp import TcpEndpoint
 from tests.diameter_node import DiameterTestClient, DiameterTestServer, result_code
 
 RELAY = "127.0.0.2"
@@ -42,8 +46,6 @@ admin: {{listen: 127.0.0.1:0}}
 
 
 def free_port(address: str) -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind((address, 0))
         return int(s.getsockname()[1])
@@ -172,4 +174,43 @@ async def test_oversized_message_answered_5015_then_closed(
     answer = await client.wait_for(lambda r: r.message.header.end_to_end_identifier == e2e, 5)
     assert result_code(answer.message) == 5015  # a permanent failure: no E bit (5xxx)
     await wait_until(lambda: not (daemon.diameter and daemon.diameter.core.is_open("client")))
+    await client.close()
+
+
+async def test_a_server_that_stops_reading_delays_but_loses_nothing(
+    relay: tuple[Daemon, DiameterTestServer, DiameterTestServer, int],
+) -> None:
+    """The hot path sends at once; when the server pushes back (it stops reading and the
+    kernel buffers fill), the send that must wait is deferred to the endpoint's reader
+    and what arrives later queues behind it. Once the server reads again every request
+    is relayed in the order the client sent them, and every answer comes back.
+    (The client paces itself so that the relay never has 512 requests waiting: more
+    would be shed with 3004, which is the overload test's business.)"""
+    daemon, server, _, port = relay
+    client = DiameterTestClient("client.test", "test")
+    await client.connect_tcp(RELAY, port)
+    assert result_code(await client.capabilities_exchange(timeout=5)) == 2001
+    # A small receive buffer (no autotuning, which may grow it to 32 MB on loopback).
+    sock = server.tcp_writers[0].get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    to_server = daemon.dialers["server"]
+    assert isinstance(to_server, TcpEndpoint)
+    server.reading.clear()
+    pad = Avp.new(AVP_CLASS, value=b"x" * 4000)
+    requests, pending = [], []
+    while not to_server.stats.send_waits:  # until a send to the server had to wait
+        assert len(requests) < 2000, "the server never pushed back"
+        for _ in range(50):
+            ccr = client.ccr("srv.test")
+            ccr.append_avp(pad)
+            requests.append(ccr)
+            pending.append(asyncio.ensure_future(client.request(ccr, timeout=30)))
+        await asyncio.sleep(0.02)
+    assert daemon.listeners["dia"].backlog() > 0  # later input queued behind the wait
+    server.reading.set()
+    answers = await asyncio.gather(*pending)
+    assert [result_code(a) for a in answers] == [2001] * len(requests)
+    sent = [r.header.end_to_end_identifier for r in requests]
+    relayed = [r.message.header.end_to_end_identifier for r in server.requests]
+    assert relayed == sent
     await client.close()
