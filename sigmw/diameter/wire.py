@@ -36,7 +36,7 @@ _U32 = struct.Struct(">I")
 MAX_MESSAGE = (1 << 24) - 1
 
 _c: ModuleType | None
-try:  # optional C versions of scan and result_code (setup.py builds them when it can)
+try:  # optional C versions of the walks below (setup.py builds them when it can)
     from sigmw.diameter import _speedups
 
     _c = _speedups
@@ -142,6 +142,10 @@ class Scanned(NamedTuple):
     """Redirect-Host URIs of a 3006 answer."""
 
 
+if _c is not None:
+    _c.register(Header, Scanned)  # the C scan returns these tuple types
+
+
 def scan(data: bytes) -> Scanned:
     """Parse the header and walk the top-level AVPs, validating each length.
 
@@ -229,10 +233,6 @@ def result_code(data: bytes) -> int | None:
 def result_code_py(data: bytes) -> int | None:
     """result_code in Python: the reference the C version must match."""
     return _result_in(data, HEADER_LEN, len(data), _RESULT_CODE)
-
-
-if _c is not None:
-    _c.register(Header, Scanned)  # the C scan returns these tuple types
 
 
 def _result_in(data: bytes, off: int, end: int, wanted: int) -> int | None:
