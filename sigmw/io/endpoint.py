@@ -58,6 +58,10 @@ def _describe(cause: Cause) -> str:
     return cause.name
 
 
+MAX_CACHED_CMSGS = 4096
+"""Bound on try_send's cache of ancillary data (ids come from the kernel and peers)."""
+
+
 class SctpEndpoint(SctpTransport):
     """A one-to-many SCTP socket and the associations on it."""
 
@@ -65,6 +69,8 @@ class SctpEndpoint(SctpTransport):
         super().__init__(sock, max_queued)
         self.associations: dict[int, Association] = {}
         self._connecting: dict[int, asyncio.Future[AssocChange]] = {}
+        self._cmsgs: dict[tuple[int, int, int], list[tuple[int, int, bytes]]] = {}
+        """try_send's ancillary data by (association, stream, PPID): the hot path's sends."""
 
     @classmethod
     def open_now(
@@ -186,7 +192,12 @@ class SctpEndpoint(SctpTransport):
         known = self.associations.get(assoc_id)
         if known is not None and stream >= known.outbound_streams:
             return False  # `send` raises the precise error
-        cmsgs = send_cmsgs(stream, ppid, 0, 0, assoc_id, None)
+        cmsgs = self._cmsgs.get((assoc_id, stream, ppid))
+        if cmsgs is None:  # built once per association, stream and PPID (never mutated)
+            if len(self._cmsgs) >= MAX_CACHED_CMSGS:
+                self._cmsgs.clear()
+            cmsgs = send_cmsgs(stream, ppid, 0, 0, assoc_id, None)
+            self._cmsgs[(assoc_id, stream, ppid)] = cmsgs
         try:
             sent = self._sendmsg(data, cmsgs, None)
         except OSError:

@@ -42,6 +42,7 @@ ENDED = (
     AssocChangeState.SHUTDOWN_COMP,
     AssocChangeState.CANT_STR_ASSOC,
 )
+_EOR_OR_NOTE = c.MSG_EOR | c.MSG_NOTIFICATION
 RETRY_DELAY = 0.005  # writable but still EAGAIN (per-association buffers): back off briefly
 # Errors meaning "this association no longer exists" (EINVAL is not one: it is a bad argument).
 _GONE = (errno.EPIPE, errno.ENOENT, errno.ECONNRESET, errno.ESHUTDOWN)
@@ -187,8 +188,12 @@ class SctpTransport:
     def _take(
         self, data: bytes, anc: list[tuple[int, int, bytes]], flags: int, source: object
     ) -> None:
-        is_note = bool(flags & c.MSG_NOTIFICATION)
         info = _rcvinfo(anc)
+        ended = flags & _EOR_OR_NOTE == c.MSG_EOR  # a whole user message
+        if info is not None and ended and not (self._partial or self._oversize):
+            self._take_message(data, info, source)  # the usual: nothing being reassembled
+            return
+        is_note = bool(flags & c.MSG_NOTIFICATION)
         key = (is_note, info.assoc_id if info else 0)
         if key in self._oversize:
             if flags & c.MSG_EOR:
@@ -208,15 +213,18 @@ class SctpTransport:
         if is_note:
             self._take_notification(whole)
         elif info is not None:
-            self.stats.messages_in += 1
-            self.traffic.count(info.assoc_id, IN, info.ppid, info.stream, len(whole))
-            direct = self.direct
-            if direct is not None and not self._rx and direct(info.assoc_id, info.ppid, whole):
-                return
-            self._rx.append(_message(whole, info, source))
+            self._take_message(whole, info, source)
         else:  # no SCTP_RCVINFO (should not happen once subscribed)
             self.stats.messages_in += 1
             self._rx.append(Message(whole, 0, 0, 0, False, 0, 0, _address(source)))
+
+    def _take_message(self, whole: bytes, info: s.RcvInfo, source: object) -> None:
+        self.stats.messages_in += 1
+        self.traffic.count(info.assoc_id, IN, info.ppid, info.stream, len(whole))
+        direct = self.direct
+        if direct is not None and not self._rx and direct(info.assoc_id, info.ppid, whole):
+            return
+        self._rx.append(_message(whole, info, source))
 
     def _take_notification(self, raw: bytes) -> None:
         try:
