@@ -329,12 +329,8 @@ class Relay:
             redirected = self._follow_redirect(hbh, p, data, now)
             if redirected is not None:
                 return [redirected]
-        del self._pending[hbh]  # self._done, inlined on the hot path
-        peers = self.peers
-        target = peers.get(peer)
-        if target is not None:
-            target.pending -= 1
-        origin = peers.get(p.origin)
+        self._done(hbh, p)
+        origin = self.peers.get(p.origin)
         if origin is None:
             self._stats["answers_for_gone_clients"] += 1
             return []

@@ -149,17 +149,10 @@ class DiameterService:
         output is deferred to the endpoint's reader and the rest of the batch queues
         behind it, so the order holds."""
         conn, now = (ep, assoc), self.now()
-        received, perform_now, peer_conn = self.core.received, self.perform_now, self.host.peer_conn
+        received, perform_now = self.core.received, self.perform_now
         for i, data in enumerate(messages):
             try:
-                outputs = received(conn, data, now)
-                if len(outputs) == 1 and type(send := outputs[0]) is Send:  # the usual: relay
-                    to = peer_conn(send.peer)
-                    if to is not None and to[0].try_send(
-                        send.data, to[1], send.stream, DIAMETER_PPID
-                    ):
-                        continue  # sent (else perform_now below finds out why not)
-                rest = perform_now(outputs)
+                rest = perform_now(received(conn, data, now))
             except Exception as exc:  # bad input is counted and logged, never fatal
                 self.host.emit("input_error", error=repr(exc))
                 continue

@@ -501,13 +501,7 @@ class TcpEndpoint:
         conn = self._conns.get(assoc_id)
         if conn is None or conn.write_paused or conn.closing or conn.lost:
             return False
-        conn.out.append(data)  # conn.write, inlined: the hot path's one send per message
-        conn.out_bytes += len(data)
-        if conn.out_bytes >= CORK_BYTES:
-            conn.flush()
-        elif not conn.flush_armed:
-            conn.flush_armed = True
-            self._loop.call_soon(conn.flush)
+        conn.write(data)
         return True
 
     async def send(self, data: bytes, assoc_id: int, stream: int = 0, ppid: int = 0) -> None:
