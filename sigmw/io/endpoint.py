@@ -185,7 +185,8 @@ class SctpEndpoint(SctpTransport):
         await self._submit(assoc_id, data, cmsgs, None, assoc_id)
 
     def try_send(self, data: bytes, assoc_id: int, stream: int = 0, ppid: int = 0) -> bool:
-        """Send now if nothing is queued for the association and the socket takes it;
+        """Take the message if nothing is queued for the association: it leaves within
+        this loop iteration, coalesced with the association's other messages (`_hold`).
         False means: use `send`, which queues and awaits room (order is kept)."""
         if assoc_id in self._tx:
             return False
@@ -198,13 +199,10 @@ class SctpEndpoint(SctpTransport):
                 self._cmsgs.clear()
             cmsgs = send_cmsgs(stream, ppid, 0, 0, assoc_id, None)
             self._cmsgs[(assoc_id, stream, ppid)] = cmsgs
-        try:
-            sent = self._sendmsg(data, cmsgs, None)
-        except OSError:
-            return False  # `send` reports it as the association's error
-        if sent:
-            self.traffic.count(assoc_id, OUT, ppid, stream, len(data))
-        return sent
+        if not self._hold(assoc_id, data, cmsgs):
+            return False
+        self.traffic.count(assoc_id, OUT, ppid, stream, len(data))
+        return True
 
     async def send_to(self, data: bytes, address: Address, stream: int = 0, ppid: int = 0) -> None:
         """Send to an address: sets the association up implicitly if there is none."""
@@ -226,6 +224,7 @@ class SctpEndpoint(SctpTransport):
 
     def peeloff(self, assoc_id: int) -> socket.socket:
         """Detach an association into its own one-to-one socket (e.g. for a worker)."""
+        self.flush_held()
         sock = sockapi.peeloff(self.sock, assoc_id)
         self.associations.pop(assoc_id, None)
         return sock

@@ -4,7 +4,10 @@ Receive: read until EAGAIN, reassemble each message to MSG_EOR, decode
 notifications, queue items; stop reading while the queue is full so the kernel's
 receive window pushes back on the peer (nothing is dropped).
 Send: try sendmsg at once; on EAGAIN queue the message behind its association's
-earlier ones and let the caller await the socket becoming writable.
+earlier ones and let the caller await the socket becoming writable. The hot path's
+sends (`_hold`) are coalesced per loop iteration: each association's latest message is
+held until the next one (which releases it with MSG_MORE, so the kernel bundles them
+into few packets despite SCTP_NODELAY) or the end of the iteration.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ ENDED = (
     AssocChangeState.CANT_STR_ASSOC,
 )
 _EOR_OR_NOTE = c.MSG_EOR | c.MSG_NOTIFICATION
+MSG_MORE = socket.MSG_MORE  # Linux SCTP holds such a chunk for bundling, even under NODELAY
 RETRY_DELAY = 0.005  # writable but still EAGAIN (per-association buffers): back off briefly
 # Errors meaning "this association no longer exists" (EINVAL is not one: it is a bad argument).
 _GONE = (errno.EPIPE, errno.ENOENT, errno.ECONNRESET, errno.ESHUTDOWN)
@@ -86,7 +90,12 @@ class _Pending:
     data: bytes
     cmsgs: list[tuple[int, int, bytes]]
     address: Address | None
-    future: asyncio.Future[None]
+    future: asyncio.Future[None] | None
+    """None: nobody waits (a held message that met a full buffer)."""
+
+
+_Held = tuple[bytes, list[tuple[int, int, bytes]]]
+"""A coalesced send waiting for its association's next one: data, ancillary data."""
 
 
 @dataclass(slots=True)
@@ -99,6 +108,8 @@ class TransportStats:
     oversize_dropped: int = 0
     bad_notifications: int = 0
     send_would_block: int = 0
+    send_failed: int = 0
+    """Held (coalesced) messages whose association was gone by the time they left."""
     partial_reads: int = 0
     """Pieces of messages handed up before their end (partial delivery)."""
 
@@ -119,6 +130,8 @@ class SctpTransport:
         self._reading = False
         self._closed = False
         self._tx: dict[Hashable, deque[_Pending]] = {}
+        self._held: dict[int, _Held] = {}
+        self._held_armed = False
         self._writer_armed = False
         self._retry: asyncio.TimerHandle | None = None
         self.direct: Callable[[int, int, bytes], bool] | None = None
@@ -272,6 +285,8 @@ class SctpTransport:
         assoc_id: int,
     ) -> None:
         """Send now, or queue behind this key's earlier messages and await room."""
+        if self._held:
+            self.flush_held()  # held messages were accepted first: they leave first
         queue = self._tx.get(key)
         if not queue:
             try:
@@ -281,21 +296,61 @@ class SctpTransport:
                 raise _send_error(exc, assoc_id) from None
             self.stats.send_would_block += 1
             queue = self._tx.setdefault(key, deque())
-        pending = _Pending(data, cmsgs, address, self._loop.create_future())
-        queue.append(pending)
+        future = self._loop.create_future()
+        queue.append(_Pending(data, cmsgs, address, future))
         self._arm_writer()
         try:
-            await pending.future
+            await future
         except OSError as exc:
             raise _send_error(exc, assoc_id) from None
 
+    def _hold(self, assoc_id: int, data: bytes, cmsgs: list[tuple[int, int, bytes]]) -> bool:
+        """Coalesce: keep this message until the association's next one or the end of the
+        loop iteration; an earlier held one leaves now with MSG_MORE. False (nothing
+        held) if that earlier one could not leave: the caller then queues with `send`."""
+        held = self._held.get(assoc_id)
+        if held is not None and not self._release(assoc_id, held, MSG_MORE):
+            return False
+        self._held[assoc_id] = (data, cmsgs)
+        if not self._held_armed:
+            self._held_armed = True
+            self._loop.call_soon(self.flush_held)
+        return True
+
+    def _release(self, assoc_id: int, held: _Held, flags: int) -> bool:
+        """Send a held message; False if it could not leave now (queued, or its
+        association is gone: the notification that follows reports that)."""
+        del self._held[assoc_id]
+        try:
+            if self._sendmsg(held[0], held[1], None, flags):
+                return True
+        except OSError:
+            self.stats.send_failed += 1
+            return False
+        self.stats.send_would_block += 1
+        self._tx.setdefault(assoc_id, deque()).append(_Pending(held[0], held[1], None, None))
+        self._arm_writer()
+        return False
+
+    def flush_held(self) -> None:
+        """Send every held message, the last of each association's burst (no MSG_MORE:
+        this is what makes the kernel send what it was bundling)."""
+        self._held_armed = False
+        while self._held:
+            assoc_id = next(iter(self._held))
+            self._release(assoc_id, self._held[assoc_id], 0)
+
     def _sendmsg(
-        self, data: bytes, cmsgs: list[tuple[int, int, bytes]], address: Address | None
+        self,
+        data: bytes,
+        cmsgs: list[tuple[int, int, bytes]],
+        address: Address | None,
+        flags: int = 0,
     ) -> bool:
         """True if sent, False on EAGAIN; other errors raise."""
         try:
             if address is None:
-                self.sock.sendmsg([data], cmsgs)
+                self.sock.sendmsg([data], cmsgs, flags)
             else:
                 self.sock.sendmsg([data], cmsgs, 0, address)
         except (BlockingIOError, InterruptedError):
@@ -328,7 +383,7 @@ class SctpTransport:
         progress = False
         while queue:
             head = queue[0]
-            if head.future.done():  # caller cancelled: drop it, it was never sent
+            if head.future is not None and head.future.done():  # caller cancelled: never sent
                 queue.popleft()
                 continue
             try:
@@ -336,11 +391,11 @@ class SctpTransport:
                     break
             except OSError as exc:  # dead association: fail all of its queue, never retry
                 for pending in queue:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
+                    _fail(self.stats, pending, exc)
                 queue.clear()
                 break
-            head.future.set_result(None)
+            if head.future is not None:
+                head.future.set_result(None)
             queue.popleft()
             progress = True
         if not queue:
@@ -357,14 +412,14 @@ class SctpTransport:
         """Stop watching the socket, fail queued sends, close the descriptor."""
         if self.sock.fileno() < 0:
             return
+        self.flush_held()
         self._hang_up()
         self._disarm_writer()
         if self._retry is not None:
             self._retry.cancel()
         for queue in self._tx.values():
             for pending in queue:
-                if not pending.future.done():
-                    pending.future.set_exception(ConnectionError("SCTP socket closed"))
+                _fail(self.stats, pending, ConnectionError("SCTP socket closed"))
         self._tx.clear()
         self.sock.close()
 
@@ -382,6 +437,13 @@ def send_cmsgs(
     if ttl_ms is not None:
         cmsgs.append((c.IPPROTO_SCTP, c.SCTP_PRINFO, s.pack_prinfo_ttl(ttl_ms)))
     return cmsgs
+
+
+def _fail(stats: TransportStats, pending: _Pending, exc: Exception) -> None:
+    if pending.future is None:
+        stats.send_failed += 1
+    elif not pending.future.done():
+        pending.future.set_exception(exc)
 
 
 def _send_error(exc: OSError, assoc_id: int) -> Exception:

@@ -284,6 +284,7 @@ def _dropped(d: Daemon) -> Counter[str]:
     for ep in _endpoints(d):
         if isinstance(ep, SctpEndpoint):
             out["oversize"] += ep.stats.oversize_dropped
+            out["forward_failed"] += ep.stats.send_failed  # coalesced sends, gone at the flush
     return out
 
 

@@ -102,8 +102,9 @@ def sysctl(host: Host, key: str, value: int | None = None) -> int:
 async def test_relay_through_freediameter_on_the_wire(lay: Layout, tmp_path: Path) -> None:
     """client -> sigmw -> freeDiameterd -> server, 10 sessions x 3 requests, captured in a."""
     # tcpdump is slow in the VM: with its default 2 MB ring of snaplen-sized slots it drops
-    # packets ("dropped by kernel"); a bigger ring and a short snaplen keep up.
-    options = ["-B", "65536", "-s", "2048"]
+    # packets ("dropped by kernel"); a bigger ring and a shorter snaplen keep up. The
+    # snaplen still holds a whole packet of bundled messages (sigmw coalesces its sends).
+    options = ["-B", "65536", "-s", "16384"]
     capture = Capture(kept(tmp_path, "sigmw-freediameter.pcap"), bpf=[*options, "sctp"])
     capture.start(lay.net.a)
     try:

@@ -9,8 +9,9 @@ import socket
 import pytest
 
 from sigmw.core.errors import AssociationGoneError, SctpBindError
+from sigmw.io import transport
 from sigmw.io.endpoint import AssociationFailedError, SctpEndpoint
-from sigmw.io.transport import Message
+from sigmw.io.transport import Message, send_cmsgs
 from sigmw.sctp.constants import AssocChangeState, ErrorCause, SendFlag
 from sigmw.sctp.notifications import AssocChange, ShutdownEvent
 from sigmw.sctp.options import InitParams, SctpTuning
@@ -101,6 +102,63 @@ async def test_backpressure_awaits_buffer_space_and_loses_nothing() -> None:
 async def _send_numbered(ep: SctpEndpoint, assoc_id: int, count: int, payload: bytes) -> None:
     for i in range(count):
         await ep.send(b"%08d" % i + payload, assoc_id, stream=1)
+
+
+@pytest.mark.parametrize("more", [True, False])
+async def test_try_send_bundles_a_burst_into_few_packets(
+    more: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst taken by try_send in one loop iteration leaves as a few packets (MSG_MORE
+    on all but each association's last message), despite SCTP_NODELAY; without MSG_MORE
+    the kernel sends a packet a message. Nothing is left behind in the kernel."""
+    if not more:
+        monkeypatch.setattr(transport, "MSG_MORE", 0)
+    server = await SctpEndpoint.open([(LO, 0)])
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    assert client.read_tuning(0).nodelay
+    assoc = (await client.connect([(LO, server.port)], timeout=10)).assoc_id
+    await assoc_event(server, AssocChangeState.COMM_UP)
+    before = client.stats_of(assoc).counters
+    count = 64
+    assert all(client.try_send(b"%04d" % i + b"b" * 200, assoc, 1, 46) for i in range(count))
+    got = [await next_message(server) for _ in range(count)]
+    assert [int(m.data[:4]) for m in got] == list(range(count))
+    after = client.stats_of(assoc).counters
+    chunks = after["out_ordered_chunks"] - before["out_ordered_chunks"]
+    packets = after["out_packets"] - before["out_packets"]
+    assert chunks == count
+    if more:
+        assert packets <= count // 8, (packets, chunks)
+    else:
+        assert packets >= count // 2, (packets, chunks)
+    server.close()
+    client.close()
+
+
+async def test_held_messages_leave_before_a_later_send_and_a_lost_one_is_counted() -> None:
+    server = await SctpEndpoint.open([(LO, 0)])
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    first = (await client.connect([(LO, server.port)], timeout=10)).assoc_id
+    assert client.try_send(b"held-1", first, 0, 46) and client.try_send(b"held-2", first, 0, 46)
+    await client.send(b"awaited", first, 0, 46)  # must not overtake what try_send took
+    assert [(await next_message(server)).data for _ in range(3)] == [
+        b"held-1",
+        b"held-2",
+        b"awaited",
+    ]
+    # The association dies between the take and the end of the loop iteration: the held
+    # message is counted as failed, nothing raises, and the socket's others carry on.
+    other = await SctpEndpoint.open([(LO, 0)], listen=False)
+    second = (await other.connect([(LO, server.port)], timeout=10)).assoc_id
+    assert client.try_send(b"lost", first, 0, 46)
+    abort = send_cmsgs(0, 0, int(SendFlag.ABORT), 0, first, None)
+    client.sock.sendmsg([b""], abort)
+    await assoc_event(client, AssocChangeState.COMM_LOST)
+    assert client.stats.send_failed == 1
+    assert other.try_send(b"still here", second, 0, 46)
+    assert (await next_message(server)).data == b"still here"
+    for ep in (server, client, other):
+        ep.close()
 
 
 async def test_sendall_reaches_every_association() -> None:
