@@ -296,10 +296,15 @@ class Daemon:
     def _direct_sctp(
         self, ep: SctpEndpoint, dialer: str, assoc_id: int, ppid: int, data: bytes
     ) -> bool:
-        """SctpEndpoint.direct: Diameter PPIDs only; anything else goes to its handler."""
-        if ppid not in ACCEPTED_PPIDS:
+        """SctpEndpoint.direct: Diameter PPIDs only (anything else goes to its handler),
+        and not on an endpoint retired by a reload, as for TCP."""
+        diameter = self.diameter
+        if ppid not in ACCEPTED_PPIDS or diameter is None:
             return False
-        return self._direct(ep, dialer, assoc_id, [data]) == 1
+        if dialer and self.dialers.get(dialer) is not ep:
+            return False
+        diameter.handle((ep, assoc_id), data, diameter.now())
+        return True
 
     def _endpoint_of(self, peer: str) -> Endpoint | None:
         found = self.where.get(peer)

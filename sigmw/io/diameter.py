@@ -148,18 +148,24 @@ class DiameterService:
         Returns how many it took; when a send must wait, what is left of that message's
         output is deferred to the endpoint's reader and the rest of the batch queues
         behind it, so the order holds."""
-        conn, now = (ep, assoc), self.now()
-        received, perform_now = self.core.received, self.perform_now
+        conn, now, handle = (ep, assoc), self.now(), self.handle
         for i, data in enumerate(messages):
-            try:
-                rest = perform_now(received(conn, data, now))
-            except Exception as exc:  # bad input is counted and logged, never fatal
-                self.host.emit("input_error", error=repr(exc))
-                continue
-            if rest:
-                ep.defer(functools.partial(self.perform, rest))
+            if handle(conn, data, now):
                 return i + 1
         return len(messages)
+
+    def handle(self, conn: Conn, data: bytes, now: float) -> bool:
+        """One message of the hot path (`direct`; SCTP reads one at a time): True if a
+        send had to wait and the rest of its work was deferred to the endpoint's reader."""
+        try:
+            rest = self.perform_now(self.core.received(conn, data, now))
+        except Exception as exc:  # bad input is counted and logged, never fatal
+            self.host.emit("input_error", error=repr(exc))
+            return False
+        if rest:
+            conn[0].defer(functools.partial(self.perform, rest))
+            return True
+        return False
 
     def tick(self) -> list[Output]:
         return self.core.timer(self.now())

@@ -6,8 +6,8 @@ satisfy `Endpoint`; `endpoint_class` picks the one a listener or peer asks for.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Protocol
 
 from sigmw.config.model import Transport
 from sigmw.io.endpoint import Association, SctpEndpoint
@@ -53,6 +53,10 @@ class Endpoint(Protocol):
 
     def try_send(self, data: bytes, assoc_id: int, stream: int = 0, ppid: int = 0) -> bool:
         """Send without waiting if possible; False: nothing was sent, use send()."""
+        ...
+
+    def defer(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """For the direct hot path: work that must wait, done by the reader in order."""
         ...
 
     def queued(self, assoc_id: int) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from dataclasses import dataclass
@@ -46,6 +47,9 @@ ENDED = (
     AssocChangeState.CANT_STR_ASSOC,
 )
 _EOR_OR_NOTE = c.MSG_EOR | c.MSG_NOTIFICATION
+_RCV_FIELDS = struct.Struct("@H6xI12xi")
+"""Of struct sctp_rcvinfo, what the hot path needs: stream, PPID (network order), assoc id."""
+_ntohl = socket.ntohl
 MSG_MORE = socket.MSG_MORE  # Linux SCTP holds such a chunk for bundling, even under NODELAY
 RETRY_DELAY = 0.005  # writable but still EAGAIN (per-association buffers): back off briefly
 # Errors meaning "this association no longer exists" (EINVAL is not one: it is a bad argument).
@@ -201,13 +205,16 @@ class SctpTransport:
     def _take(
         self, data: bytes, anc: list[tuple[int, int, bytes]], flags: int, source: object
     ) -> None:
-        info = _rcvinfo(anc)
-        ended = flags & _EOR_OR_NOTE == c.MSG_EOR  # a whole user message
-        if info is not None and ended and not (self._partial or self._oversize):
-            self._take_message(data, info, source)  # the usual: nothing being reassembled
+        raw = _rcvinfo(anc)
+        if (
+            raw is not None
+            and flags & _EOR_OR_NOTE == c.MSG_EOR
+            and not (self._partial or self._oversize)
+        ):
+            self._take_message(data, raw, source)  # the usual: nothing being reassembled
             return
         is_note = bool(flags & c.MSG_NOTIFICATION)
-        key = (is_note, info.assoc_id if info else 0)
+        key = (is_note, _RCV_FIELDS.unpack_from(raw)[2] if raw is not None else 0)
         if key in self._oversize:
             if flags & c.MSG_EOR:
                 self._oversize.discard(key)
@@ -225,19 +232,23 @@ class SctpTransport:
         whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         if is_note:
             self._take_notification(whole)
-        elif info is not None:
-            self._take_message(whole, info, source)
+        elif raw is not None:
+            self._take_message(whole, raw, source)
         else:  # no SCTP_RCVINFO (should not happen once subscribed)
             self.stats.messages_in += 1
             self._rx.append(Message(whole, 0, 0, 0, False, 0, 0, _address(source)))
 
-    def _take_message(self, whole: bytes, info: s.RcvInfo, source: object) -> None:
+    def _take_message(self, whole: bytes, rcvinfo: bytes, source: object) -> None:
+        """A whole message; `rcvinfo` is its raw SCTP_RCVINFO (decoded in full only when
+        the message is queued: the direct path needs three fields)."""
+        stream, ppid, assoc_id = _RCV_FIELDS.unpack_from(rcvinfo)
+        ppid = _ntohl(ppid)
         self.stats.messages_in += 1
-        self.traffic.count(info.assoc_id, IN, info.ppid, info.stream, len(whole))
+        self.traffic.count(assoc_id, IN, ppid, stream, len(whole))
         direct = self.direct
-        if direct is not None and not self._rx and direct(info.assoc_id, info.ppid, whole):
+        if direct is not None and not self._rx and direct(assoc_id, ppid, whole):
             return
-        self._rx.append(_message(whole, info, source))
+        self._rx.append(_message(whole, s.unpack_rcvinfo(rcvinfo), source))
 
     def _take_notification(self, raw: bytes) -> None:
         try:
@@ -322,12 +333,14 @@ class SctpTransport:
         association is gone: the notification that follows reports that)."""
         del self._held[assoc_id]
         try:
-            if self._sendmsg(held[0], held[1], None, flags):
-                return True
+            self.sock.sendmsg([held[0]], held[1], flags)  # not _sendmsg: a call less a message
+            self.stats.messages_out += 1
+            return True
+        except (BlockingIOError, InterruptedError):
+            self.stats.send_would_block += 1
         except OSError:
             self.stats.send_failed += 1
             return False
-        self.stats.send_would_block += 1
         self._tx.setdefault(assoc_id, deque()).append(_Pending(held[0], held[1], None, None))
         self._arm_writer()
         return False
@@ -341,16 +354,12 @@ class SctpTransport:
             self._release(assoc_id, self._held[assoc_id], 0)
 
     def _sendmsg(
-        self,
-        data: bytes,
-        cmsgs: list[tuple[int, int, bytes]],
-        address: Address | None,
-        flags: int = 0,
+        self, data: bytes, cmsgs: list[tuple[int, int, bytes]], address: Address | None
     ) -> bool:
         """True if sent, False on EAGAIN; other errors raise."""
         try:
             if address is None:
-                self.sock.sendmsg([data], cmsgs, flags)
+                self.sock.sendmsg([data], cmsgs)
             else:
                 self.sock.sendmsg([data], cmsgs, 0, address)
         except (BlockingIOError, InterruptedError):
@@ -452,10 +461,11 @@ def _send_error(exc: OSError, assoc_id: int) -> Exception:
     return exc
 
 
-def _rcvinfo(anc: list[tuple[int, int, bytes]]) -> s.RcvInfo | None:
+def _rcvinfo(anc: list[tuple[int, int, bytes]]) -> bytes | None:
+    """The raw SCTP_RCVINFO among a read's ancillary data."""
     for level, kind, raw in anc:
         if level == c.IPPROTO_SCTP and kind == c.SCTP_RCVINFO and len(raw) >= s.RCVINFO.size:
-            return s.unpack_rcvinfo(raw)
+            return raw
     return None
 
 

@@ -7,6 +7,7 @@ import struct
 
 import pytest
 
+from sigmw.io import transport
 from sigmw.sctp import constants as c
 from sigmw.sctp import structs as s
 from sigmw.sctp.addresses import (
@@ -56,6 +57,21 @@ def test_rcvinfo_returns_ppid_in_host_order() -> None:
     info = s.unpack_rcvinfo(raw)
     assert (info.stream, info.ssn, info.flags, info.ppid) == (3, 11, 1, 46)
     assert info.assoc_id == 17
+
+
+def test_the_receive_hot_path_reads_the_same_rcvinfo_fields() -> None:
+    """transport's three-field read of SCTP_RCVINFO agrees with the full decode."""
+    for values in [(3, 11, 1, 46, 100, 99, 5, 17), (65535, 0, 0, 0xFFFFFFFF, 0, 0, 0, -1)]:
+        sid, ssn, flags, ppid, tsn, cumtsn, context, assoc = values
+        raw = s.RCVINFO.pack(sid, ssn, flags, socket.htonl(ppid), tsn, cumtsn, context, assoc)
+        info = s.unpack_rcvinfo(raw)
+        stream, wire_ppid, assoc_id = transport._RCV_FIELDS.unpack_from(raw)
+        assert transport._RCV_FIELDS.size == s.RCVINFO.size
+        assert (stream, socket.ntohl(wire_ppid), assoc_id) == (
+            info.stream,
+            info.ppid,
+            info.assoc_id,
+        )
 
 
 def test_prinfo_ttl_policy() -> None:
