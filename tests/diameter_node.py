@@ -39,6 +39,7 @@ from diameter.message.commands import (
     DisconnectPeerRequest,
 )
 
+from sigmw.core.errors import AssociationGoneError
 from sigmw.io.endpoint import SctpEndpoint
 from sigmw.io.transport import ENDED
 from sigmw.io.transport import Message as SctpMessage
@@ -357,7 +358,8 @@ class DiameterTestClient(_Node):
     async def close(self) -> None:
         """Shut the association down gracefully (SCTP) or close the socket (TCP)."""
         if self._endpoint is not None and self._assoc_id in self._endpoint.associations:
-            with contextlib.suppress(OSError):
+            # The peer may have ended it already, its notification not read yet.
+            with contextlib.suppress(OSError, AssociationGoneError):
                 await self._endpoint.shutdown(self._assoc_id)
             await asyncio.sleep(0.1)  # let SHUTDOWN go out before the socket closes
         await super().close()
