@@ -294,7 +294,7 @@ class Daemon:
         return self.diameter.direct(ep, assoc_id, messages)
 
     def _direct_sctp(
-        self, ep: SctpEndpoint, dialer: str, assoc_id: int, ppid: int, data: bytes
+        self, ep: SctpEndpoint, dialer: str, assoc_id: int, ppid: int, data: bytes, now: float
     ) -> bool:
         """SctpEndpoint.direct: Diameter PPIDs only (anything else goes to its handler),
         and not on an endpoint retired by a reload, as for TCP."""
@@ -303,7 +303,7 @@ class Daemon:
             return False
         if dialer and self.dialers.get(dialer) is not ep:
             return False
-        diameter.handle((ep, assoc_id), data, diameter.now())
+        diameter.handle((ep, assoc_id), data, now)
         return True
 
     def _endpoint_of(self, peer: str) -> Endpoint | None:

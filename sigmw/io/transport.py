@@ -138,10 +138,13 @@ class SctpTransport:
         self._held_armed = False
         self._writer_armed = False
         self._retry: asyncio.TimerHandle | None = None
-        self.direct: Callable[[int, int, bytes], bool] | None = None
-        """The hot path: given (assoc_id, ppid, data) of each whole message as it is read,
-        while nothing is queued; True if it handled it, else the message is queued for
-        recv(). It may `defer` work that must wait; what follows it then queues behind."""
+        self.direct: Callable[[int, int, bytes, float], bool] | None = None
+        """The hot path: given (assoc_id, ppid, data, now) of each whole message as it is
+        read, while nothing is queued; True if it handled it, else the message is queued
+        for recv(). `now` is the loop's time, read once a wake-up (a clock read is a
+        system call where the clock source has no vDSO, as in the test VM). It may
+        `defer` work that must wait; what follows it then queues behind."""
+        self._read_at = 0.0
         self._resume_reading()
 
     # --- receive --------------------------------------------------------------
@@ -183,6 +186,7 @@ class SctpTransport:
             self._reading = True
 
     def _on_readable(self) -> None:
+        self._read_at = self._loop.time()
         for _ in range(READS_PER_WAKEUP):
             try:
                 data, anc, flags, source = self.sock.recvmsg(RECV_CHUNK, ANC_SIZE)
@@ -246,7 +250,7 @@ class SctpTransport:
         self.stats.messages_in += 1
         self.traffic.count(assoc_id, IN, ppid, stream, len(whole))
         direct = self.direct
-        if direct is not None and not self._rx and direct(assoc_id, ppid, whole):
+        if direct is not None and not self._rx and direct(assoc_id, ppid, whole, self._read_at):
             return
         self._rx.append(_message(whole, s.unpack_rcvinfo(rcvinfo), source))
 

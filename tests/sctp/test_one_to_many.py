@@ -135,6 +135,37 @@ async def test_try_send_bundles_a_burst_into_few_packets(
     client.close()
 
 
+async def test_direct_hook_takes_whole_messages_and_queues_what_it_declines() -> None:
+    """The hot path's hook gets each whole message with its association, PPID and the
+    loop's time of the read; what it declines is queued for recv(), and so is everything
+    after it while the queue is not empty (order holds)."""
+    server = await SctpEndpoint.open([(LO, 0)])
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    assoc = (await client.connect([(LO, server.port)], timeout=10)).assoc_id
+    up = await assoc_event(server, AssocChangeState.COMM_UP)
+    taken: list[tuple[int, int, bytes, float]] = []
+
+    def direct(assoc_id: int, ppid: int, data: bytes, now: float) -> bool:
+        taken.append((assoc_id, ppid, data, now))
+        return data != b"declined"
+
+    server.direct = direct
+    loop = asyncio.get_running_loop()
+    before = loop.time()
+    for data in (b"one", b"two", b"declined", b"after"):
+        assert client.try_send(data, assoc, 1, 46)
+    queued = [await next_message(server) for _ in range(2)]
+    assert [m.data for m in queued] == [b"declined", b"after"]
+    assert [(a, p, d) for a, p, d, _ in taken] == [
+        (up.assoc_id, 46, b"one"),
+        (up.assoc_id, 46, b"two"),
+        (up.assoc_id, 46, b"declined"),
+    ]
+    assert all(before <= now <= loop.time() for *_, now in taken)
+    server.close()
+    client.close()
+
+
 async def test_held_messages_leave_before_a_later_send_and_a_lost_one_is_counted() -> None:
     server = await SctpEndpoint.open([(LO, 0)])
     client = await SctpEndpoint.open([(LO, 0)], listen=False)
