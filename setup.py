@@ -1,5 +1,5 @@
-"""Build the optional C speedups (sigmw/diameter/_speedups.c); everything else is in
-pyproject.toml. Without a C compiler the install still succeeds (optional=True) and
+"""Build the optional C speedups (sigmw/diameter/_speedups.c, sigmw/io/_recv.c); everything
+else is in pyproject.toml. Without a C compiler the install still succeeds (optional=True) and
 sigmw runs on the pure-Python reference code, only slower (the daemon logs which)."""
 
 from setuptools import Extension, setup
@@ -11,6 +11,12 @@ setup(
             ["sigmw/diameter/_speedups.c"],
             extra_compile_args=["-O2"],
             optional=True,
-        )
+        ),
+        Extension(
+            "sigmw.io._recv",
+            ["sigmw/io/_recv.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ]
 )

@@ -22,6 +22,7 @@ from sigmw.config.model import Config, Peer, Protocol, SctpParams
 from sigmw.core.errors import SigmwError
 from sigmw.diameter import wire
 from sigmw.diameter.codes import ACCEPTED_PPIDS, SHED_BACKLOG, TICK_S
+from sigmw.io import transport
 from sigmw.io.endpoint import SctpEndpoint
 from sigmw.io.endpoints import Endpoint, endpoint_class
 from sigmw.io.handlers import Outgoing, ProtocolHandler
@@ -146,6 +147,7 @@ class Daemon:
             config=self.config_path,
             peers=[p.name for p in self.config.peers],
             c_speedups=wire.c_speedups is not None,  # False: built without a C compiler
+            c_recv=transport.batched_reads(),
         )
         _quiet_gc()
         await self.stop_requested.wait()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import struct
 from collections import deque
@@ -26,7 +27,7 @@ from sigmw.io import sockapi
 from sigmw.io.traffic import IN, Traffic
 from sigmw.sctp import constants as c
 from sigmw.sctp import structs as s
-from sigmw.sctp.addresses import Address
+from sigmw.sctp.addresses import Address, AddressError, unpack_sockaddr
 from sigmw.sctp.constants import AssocChangeState, SendFlag
 from sigmw.sctp.notifications import (
     AssocChange,
@@ -38,6 +39,8 @@ from sigmw.sctp.notifications import (
 from sigmw.sctp.options import SctpTuning
 
 RECV_CHUNK = 65536
+RECV_SLOT = 16384
+"""Bytes a batched read takes of one message; a longer one arrives in pieces."""
 ANC_SIZE = socket.CMSG_SPACE(s.RCVINFO.size) + socket.CMSG_SPACE(64)
 MAX_MESSAGE = 4 * 1024 * 1024
 READS_PER_WAKEUP = 64
@@ -50,6 +53,22 @@ _EOR_OR_NOTE = c.MSG_EOR | c.MSG_NOTIFICATION
 _RCV_FIELDS = struct.Struct("@H6xI12xi")
 """Of struct sctp_rcvinfo, what the hot path needs: stream, PPID (network order), assoc id."""
 _ntohl = socket.ntohl
+
+RecvBatch = Callable[[int, int, int], list[tuple[bytes, int, bytes | None, bytes]]]
+_recv_batch: RecvBatch | None
+try:  # optional: one recvmmsg a wake-up (setup.py builds it when it can)
+    from sigmw.io._recv import recv_batch as _recv_batch
+except ImportError:
+    _recv_batch = None
+if os.environ.get("SIGMW_NO_SPEEDUPS"):  # as for the Diameter speedups: the reference code
+    _recv_batch = None
+
+
+def batched_reads() -> bool:
+    """Whether SCTP reads use the C module (one recvmmsg a wake-up)."""
+    return _recv_batch is not None
+
+
 MSG_MORE = socket.MSG_MORE  # Linux SCTP holds such a chunk for bundling, even under NODELAY
 RETRY_DELAY = 0.005  # writable but still EAGAIN (per-association buffers): back off briefly
 # Errors meaning "this association no longer exists" (EINVAL is not one: it is a bad argument).
@@ -187,29 +206,53 @@ class SctpTransport:
 
     def _on_readable(self) -> None:
         self._read_at = self._loop.time()
-        for _ in range(READS_PER_WAKEUP):
-            try:
-                data, anc, flags, source = self.sock.recvmsg(RECV_CHUNK, ANC_SIZE)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:  # a one-to-one socket whose association died
-                if exc.errno in _GONE or exc.errno == errno.ENOTCONN:
-                    self._hang_up()
-                    return
-                raise
-            if not data and not flags and not anc:
-                self._hang_up()  # one-to-one peer closed
-                return
-            self._take(data, anc, flags, source)
+        read = self._read_batch if _recv_batch is not None else self._read_each
+        if not read():
+            return  # hung up
         if len(self._rx) >= self._max_queued:
             self._loop.remove_reader(self.sock.fileno())
             self._reading = False
         self._wake_reader()
 
-    def _take(
-        self, data: bytes, anc: list[tuple[int, int, bytes]], flags: int, source: object
-    ) -> None:
-        raw = _rcvinfo(anc)
+    def _read_batch(self) -> bool:
+        """Up to READS_PER_WAKEUP messages with one system call (sigmw.io._recv);
+        False once the socket hung up."""
+        assert _recv_batch is not None
+        try:
+            batch = _recv_batch(self.sock.fileno(), READS_PER_WAKEUP, RECV_SLOT)
+        except OSError as exc:
+            return self._read_failed(exc)
+        for data, flags, rcvinfo, source in batch:
+            if not data and not flags and rcvinfo is None:
+                self._hang_up()  # one-to-one peer closed
+                return False
+            self._take(data, rcvinfo, flags, source)
+        return True
+
+    def _read_each(self) -> bool:
+        """The reference (and the fallback without the C module): a recvmsg a message."""
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                data, anc, flags, source = self.sock.recvmsg(RECV_CHUNK, ANC_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                return self._read_failed(exc)
+            if not data and not flags and not anc:
+                self._hang_up()  # one-to-one peer closed
+                return False
+            self._take(data, _rcvinfo(anc), flags, source)
+        return True
+
+    def _read_failed(self, exc: OSError) -> bool:
+        if exc.errno in _GONE or exc.errno == errno.ENOTCONN:  # one-to-one: association died
+            self._hang_up()
+            return False
+        raise exc
+
+    def _take(self, data: bytes, raw: bytes | None, flags: int, source: object) -> None:
+        """One read: `raw` is its SCTP_RCVINFO, `source` the sender as recvmsg gives it
+        (a tuple) or as a raw sockaddr (a batched read)."""
         if (
             raw is not None
             and flags & _EOR_OR_NOTE == c.MSG_EOR
@@ -474,6 +517,11 @@ def _rcvinfo(anc: list[tuple[int, int, bytes]]) -> bytes | None:
 
 
 def _address(source: object) -> Address | None:
+    if isinstance(source, bytes) and len(source) >= 2:  # a raw sockaddr (batched read)
+        try:
+            return unpack_sockaddr(source)[0]
+        except (AddressError, struct.error):
+            return None
     if isinstance(source, tuple) and len(source) >= 2:
         return (str(source[0]), int(source[1]))
     return None

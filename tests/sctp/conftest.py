@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from sigmw.io import transport
 from sigmw.testbed.netns import TwoPaths, two_hosts_two_paths
 
 
@@ -34,3 +35,14 @@ def net() -> Iterator[TwoPaths]:
     """Hosts a and b in their own namespaces, joined by two independent links."""
     with two_hosts_two_paths() as topology:
         yield topology
+
+
+@pytest.fixture(params=["batched", "each"])
+def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways SctpTransport reads: one recvmmsg a wake-up (sigmw.io._recv, which
+    the rest of the suite uses) and the recvmsg-a-message reference."""
+    if request.param == "each":
+        monkeypatch.setattr(transport, "_recv_batch", None)
+    else:
+        assert transport._recv_batch is not None, "sigmw.io._recv is not built"
+    return str(request.param)

@@ -29,7 +29,7 @@ async def _echo(server: SctpEndpoint) -> None:
             await server.send(item.data, item.assoc_id, item.stream, item.ppid)
 
 
-async def test_echo_server_serves_many_clients_on_one_socket() -> None:
+async def test_echo_server_serves_many_clients_on_one_socket(read_path: str) -> None:
     server = await SctpEndpoint.open([(LO, 0)])
     echo = asyncio.create_task(_echo(server))
     clients = [await SctpEndpoint.open([(LO, 0)], listen=False) for _ in range(12)]
@@ -46,7 +46,7 @@ async def test_echo_server_serves_many_clients_on_one_socket() -> None:
         c.close()
 
 
-async def test_stream_ppid_and_unordered_round_trip() -> None:
+async def test_stream_ppid_and_unordered_round_trip(read_path: str) -> None:
     tuning = SctpTuning(init=InitParams(outbound_streams=8, max_inbound_streams=8))
     server = await SctpEndpoint.open([(LO, 0)], tuning)
     client = await SctpEndpoint.open([(LO, 0)], tuning, listen=False)
@@ -66,7 +66,7 @@ async def test_stream_ppid_and_unordered_round_trip() -> None:
     client.close()
 
 
-async def test_ordered_delivery_per_stream_with_large_messages() -> None:
+async def test_ordered_delivery_per_stream_with_large_messages(read_path: str) -> None:
     server = await SctpEndpoint.open([(LO, 0)])
     client = await SctpEndpoint.open([(LO, 0)], listen=False)
     assoc = await client.connect([(LO, server.port)], timeout=10)
@@ -135,7 +135,7 @@ async def test_try_send_bundles_a_burst_into_few_packets(
     client.close()
 
 
-async def test_direct_hook_takes_whole_messages_and_queues_what_it_declines() -> None:
+async def test_direct_hook_takes_whole_messages_and_queues_what_it_declines(read_path: str) -> None:
     """The hot path's hook gets each whole message with its association, PPID and the
     loop's time of the read; what it declines is queued for recv(), and so is everything
     after it while the queue is not empty (order holds)."""
@@ -291,7 +291,7 @@ async def test_bind_failure_names_the_address() -> None:
     assert failed.value.errno == errno.EADDRNOTAVAIL
 
 
-async def test_ipv6_one_to_many() -> None:
+async def test_ipv6_one_to_many(read_path: str) -> None:
     server = await SctpEndpoint.open([("::1", 0)])
     client = await SctpEndpoint.open([("::1", 0)], listen=False)
     assoc = await client.connect([("::1", server.port)], timeout=10)

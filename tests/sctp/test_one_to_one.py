@@ -23,7 +23,7 @@ pytestmark = pytest.mark.sctp
 LO = "127.0.0.1"
 
 
-async def test_one_to_one_client_and_listener() -> None:
+async def test_one_to_one_client_and_listener(read_path: str) -> None:
     listener = SctpListener.open([(LO, 0), ("127.0.0.2", 0)])
     client_task = asyncio.create_task(
         SctpConnection.connect([(LO, listener.port), ("127.0.0.2", listener.port)], timeout=10)
@@ -42,6 +42,10 @@ async def test_one_to_one_client_and_listener() -> None:
     assert client.status().state == 4
     await client.shutdown()
     await wait_for(server, ShutdownEvent)
+    with pytest.raises(ConnectionError):  # then the socket reads end-of-file: hung up
+        async with asyncio.timeout(10):
+            while True:
+                await server.recv()
     for t in (client, server):
         t.close()
     listener.close()
