@@ -291,7 +291,7 @@ class Daemon:
     ) -> int:
         """TcpEndpoint.direct: the Diameter service's hot path, unless the endpoint was
         retired by a reload (then the reader drops what it queues, as for any message)."""
-        if self.diameter is None or (dialer and self.dialers.get(dialer) is not ep):
+        if self.diameter is None or self._retired(ep, dialer):
             return 0
         return self.diameter.direct(ep, assoc_id, messages)
 
@@ -303,10 +303,14 @@ class Daemon:
         diameter = self.diameter
         if ppid not in ACCEPTED_PPIDS or diameter is None:
             return False
-        if dialer and self.dialers.get(dialer) is not ep:
+        if self._retired(ep, dialer):
             return False
         diameter.handle((ep, assoc_id), data, now)
         return True
+
+    def _retired(self, ep: TcpEndpoint | SctpEndpoint, dialer: str) -> bool:
+        """A dialer's endpoint a reload replaced: the reader drops what it still reads."""
+        return bool(dialer) and self.dialers.get(dialer) is not ep
 
     def _endpoint_of(self, peer: str) -> Endpoint | None:
         found = self.where.get(peer)

@@ -1,8 +1,10 @@
 """Asyncio send/receive machinery shared by one-to-many and one-to-one SCTP sockets.
 
-Receive: read until EAGAIN, reassemble each message to MSG_EOR, decode
-notifications, queue items; stop reading while the queue is full so the kernel's
-receive window pushes back on the peer (nothing is dropped).
+Receive: up to READS_PER_WAKEUP reads a wake-up (one recvmmsg when sigmw.io._recv is
+built, else a recvmsg each), reassemble each message to MSG_EOR, decode
+notifications, hand whole messages to the `direct` hook or queue them; stop reading
+while the queue is full so the kernel's receive window pushes back on the peer
+(nothing is dropped).
 Send: try sendmsg at once; on EAGAIN queue the message behind its association's
 earlier ones and let the caller await the socket becoming writable. The hot path's
 sends (`_hold`) are coalesced per loop iteration: each association's latest message is
