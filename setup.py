@@ -1,4 +1,4 @@
-"""Build the optional C speedups (sigmw/diameter/_speedups.c, sigmw/io/_recv.c); everything
+"""Build the optional C speedups (sigmw/diameter/_speedups.c, sigmw/io/_mmsg.c); everything
 else is in pyproject.toml. Without a C compiler the install still succeeds (optional=True) and
 sigmw runs on the pure-Python reference code, only slower (the daemon logs which)."""
 
@@ -13,8 +13,8 @@ setup(
             optional=True,
         ),
         Extension(
-            "sigmw.io._recv",
-            ["sigmw/io/_recv.c"],
+            "sigmw.io._mmsg",
+            ["sigmw/io/_mmsg.c"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

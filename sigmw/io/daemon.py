@@ -147,7 +147,7 @@ class Daemon:
             config=self.config_path,
             peers=[p.name for p in self.config.peers],
             c_speedups=wire.c_speedups is not None,  # False: built without a C compiler
-            c_recv=transport.batched_reads(),
+            c_mmsg=transport.batched_io(),
         )
         _quiet_gc()
         await self.stop_requested.wait()

@@ -199,8 +199,7 @@ class SctpEndpoint(SctpTransport):
                 self._cmsgs.clear()
             cmsgs = send_cmsgs(stream, ppid, 0, 0, assoc_id, None)
             self._cmsgs[(assoc_id, stream, ppid)] = cmsgs
-        if not self._hold(assoc_id, data, cmsgs):
-            return False
+        self._hold(assoc_id, data, cmsgs)
         self.traffic.count(assoc_id, OUT, ppid, stream, len(data))
         return True
 

@@ -1,15 +1,16 @@
 """Asyncio send/receive machinery shared by one-to-many and one-to-one SCTP sockets.
 
-Receive: up to READS_PER_WAKEUP reads a wake-up (one recvmmsg when sigmw.io._recv is
+Receive: up to READS_PER_WAKEUP reads a wake-up (one recvmmsg when sigmw.io._mmsg is
 built, else a recvmsg each), reassemble each message to MSG_EOR, decode
 notifications, hand whole messages to the `direct` hook or queue them; stop reading
 while the queue is full so the kernel's receive window pushes back on the peer
 (nothing is dropped).
 Send: try sendmsg at once; on EAGAIN queue the message behind its association's
 earlier ones and let the caller await the socket becoming writable. The hot path's
-sends (`_hold`) are coalesced per loop iteration: each association's latest message is
-held until the next one (which releases it with MSG_MORE, so the kernel bundles them
-into few packets despite SCTP_NODELAY) or the end of the iteration.
+sends (`_hold`) are gathered per association for the loop iteration and sent at its
+end: all but each association's last with MSG_MORE, so the kernel bundles them into
+few packets despite SCTP_NODELAY (one sendmmsg for those and one for the lasts when
+sigmw.io._mmsg is built, else a sendmsg each).
 """
 
 from __future__ import annotations
@@ -57,23 +58,29 @@ _RCV_FIELDS = struct.Struct("@H6xI12xi")
 _ntohl = socket.ntohl
 
 RecvBatch = Callable[[int, int, int], list[tuple[bytes, int, bytes | None, bytes]]]
+SendBursts = Callable[
+    [int, list[list["_Held"]], int], tuple[int, list[tuple[int, int, int]] | None]
+]
 _recv_batch: RecvBatch | None
-try:  # optional: one recvmmsg a wake-up (setup.py builds it when it can)
-    from sigmw.io._recv import recv_batch as _recv_batch
+_send_bursts: SendBursts | None
+try:  # optional: one recvmmsg and one or two sendmmsg a wake-up (setup.py builds it if it can)
+    from sigmw.io._mmsg import recv_batch as _recv_batch
+    from sigmw.io._mmsg import send_bursts as _send_bursts
 except ImportError:
-    _recv_batch = None
+    _recv_batch = _send_bursts = None
 if os.environ.get("SIGMW_NO_SPEEDUPS"):  # as for the Diameter speedups: the reference code
-    _recv_batch = None
+    _recv_batch = _send_bursts = None
 
 
-def batched_reads() -> bool:
-    """Whether SCTP reads use the C module (one recvmmsg a wake-up)."""
-    return _recv_batch is not None
+def batched_io() -> bool:
+    """Whether SCTP reads and the hot path's sends use the C module (sigmw.io._mmsg)."""
+    return _recv_batch is not None and _send_bursts is not None
 
 
 MSG_MORE = socket.MSG_MORE  # Linux SCTP holds such a chunk for bundling, even under NODELAY
 RETRY_DELAY = 0.005  # writable but still EAGAIN (per-association buffers): back off briefly
 # Errors meaning "this association no longer exists" (EINVAL is not one: it is a bad argument).
+_WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 _GONE = (errno.EPIPE, errno.ENOENT, errno.ECONNRESET, errno.ESHUTDOWN)
 
 
@@ -120,7 +127,7 @@ class _Pending:
 
 
 _Held = tuple[bytes, list[tuple[int, int, bytes]]]
-"""A coalesced send waiting for its association's next one: data, ancillary data."""
+"""A coalesced send waiting for the end of the loop iteration: data, ancillary data."""
 
 
 @dataclass(slots=True)
@@ -155,7 +162,7 @@ class SctpTransport:
         self._reading = False
         self._closed = False
         self._tx: dict[Hashable, deque[_Pending]] = {}
-        self._held: dict[int, _Held] = {}
+        self._held: dict[int, list[_Held]] = {}
         self._held_armed = False
         self._writer_armed = False
         self._retry: asyncio.TimerHandle | None = None
@@ -217,7 +224,7 @@ class SctpTransport:
         self._wake_reader()
 
     def _read_batch(self) -> bool:
-        """Up to READS_PER_WAKEUP messages with one system call (sigmw.io._recv);
+        """Up to READS_PER_WAKEUP messages with one system call (sigmw.io._mmsg);
         False once the socket hung up."""
         assert _recv_batch is not None
         try:
@@ -364,43 +371,45 @@ class SctpTransport:
         except OSError as exc:
             raise _send_error(exc, assoc_id) from None
 
-    def _hold(self, assoc_id: int, data: bytes, cmsgs: list[tuple[int, int, bytes]]) -> bool:
-        """Coalesce: keep this message until the association's next one or the end of the
-        loop iteration; an earlier held one leaves now with MSG_MORE. False (nothing
-        held) if that earlier one could not leave: the caller then queues with `send`."""
-        held = self._held.get(assoc_id)
-        if held is not None and not self._release(assoc_id, held, MSG_MORE):
-            return False
-        self._held[assoc_id] = (data, cmsgs)
+    def _hold(self, assoc_id: int, data: bytes, cmsgs: list[tuple[int, int, bytes]]) -> None:
+        """Coalesce: keep this message with the association's others taken in this loop
+        iteration; at its end `flush_held` sends them all."""
+        burst = self._held.get(assoc_id)
+        if burst is not None:
+            burst.append((data, cmsgs))
+            return
+        self._held[assoc_id] = [(data, cmsgs)]
         if not self._held_armed:
             self._held_armed = True
             self._loop.call_soon(self.flush_held)
-        return True
-
-    def _release(self, assoc_id: int, held: _Held, flags: int) -> bool:
-        """Send a held message; False if it could not leave now (queued, or its
-        association is gone: the notification that follows reports that)."""
-        del self._held[assoc_id]
-        try:
-            self.sock.sendmsg([held[0]], held[1], flags)  # not _sendmsg: a call less a message
-            self.stats.messages_out += 1
-            return True
-        except (BlockingIOError, InterruptedError):
-            self.stats.send_would_block += 1
-        except OSError:
-            self.stats.send_failed += 1
-            return False
-        self._tx.setdefault(assoc_id, deque()).append(_Pending(held[0], held[1], None, None))
-        self._arm_writer()
-        return False
 
     def flush_held(self) -> None:
-        """Send every held message, the last of each association's burst (no MSG_MORE:
-        this is what makes the kernel send what it was bundling)."""
+        """Send every held message: all but each association's last with MSG_MORE (the
+        kernel holds them to bundle), then the lasts without, which sends the bundles.
+        A burst the kernel pushes back on is queued from there (nobody awaits it); one
+        whose association is gone is counted (the notification that follows reports it)."""
         self._held_armed = False
-        while self._held:
-            assoc_id = next(iter(self._held))
-            self._release(assoc_id, self._held[assoc_id], 0)
+        if not self._held:
+            return
+        held, self._held = self._held, {}
+        bursts = list(held.values())
+        if _send_bursts is not None:
+            sent, stopped = _send_bursts(self.sock.fileno(), bursts, MSG_MORE)
+        else:
+            sent, stopped = _send_each(self.sock, bursts, MSG_MORE)
+        self.stats.messages_out += sent
+        if stopped is None:
+            return
+        assoc_ids = list(held)
+        for index, done, error in stopped:
+            rest = bursts[index][done:]
+            if error in _WOULD_BLOCK:
+                self.stats.send_would_block += 1
+                queue = self._tx.setdefault(assoc_ids[index], deque())
+                queue.extend(_Pending(data, cmsgs, None, None) for data, cmsgs in rest)
+                self._arm_writer()
+            else:
+                self.stats.send_failed += len(rest)
 
     def _sendmsg(
         self, data: bytes, cmsgs: list[tuple[int, int, bytes]], address: Address | None
@@ -495,6 +504,27 @@ def send_cmsgs(
     if ttl_ms is not None:
         cmsgs.append((c.IPPROTO_SCTP, c.SCTP_PRINFO, s.pack_prinfo_ttl(ttl_ms)))
     return cmsgs
+
+
+def _send_each(
+    sock: socket.socket, bursts: list[list[_Held]], more: int
+) -> tuple[int, list[tuple[int, int, int]] | None]:
+    """The reference for sigmw.io._mmsg.send_bursts (and the fallback without it): a
+    sendmsg a message, all but each burst's last with `more`. Returns how many were
+    sent and, if not all, (burst index, how many of it were sent, errno) for each burst
+    stopped by a failure."""
+    sent = 0
+    stopped: list[tuple[int, int, int]] = []
+    for index, burst in enumerate(bursts):
+        last = len(burst) - 1
+        for i, (data, cmsgs) in enumerate(burst):
+            try:
+                sock.sendmsg([data], cmsgs, more if i < last else 0)
+            except OSError as exc:
+                stopped.append((index, i, exc.errno or errno.EIO))
+                break
+            sent += 1
+    return sent, stopped or None
 
 
 def _fail(stats: TransportStats, pending: _Pending, exc: Exception) -> None:

@@ -38,11 +38,13 @@ def net() -> Iterator[TwoPaths]:
 
 
 @pytest.fixture(params=["batched", "each"])
-def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Both ways SctpTransport reads: one recvmmsg a wake-up (sigmw.io._recv, which
-    the rest of the suite uses) and the recvmsg-a-message reference."""
+def io_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways SctpTransport reads and sends: batched by sigmw.io._mmsg (one recvmmsg
+    a wake-up, sendmmsg for a loop iteration's sends; the rest of the suite uses it) and
+    the recvmsg and sendmsg reference."""
     if request.param == "each":
         monkeypatch.setattr(transport, "_recv_batch", None)
+        monkeypatch.setattr(transport, "_send_bursts", None)
     else:
-        assert transport._recv_batch is not None, "sigmw.io._recv is not built"
+        assert transport.batched_io(), "sigmw.io._mmsg is not built"
     return str(request.param)

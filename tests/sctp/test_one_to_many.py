@@ -29,7 +29,7 @@ async def _echo(server: SctpEndpoint) -> None:
             await server.send(item.data, item.assoc_id, item.stream, item.ppid)
 
 
-async def test_echo_server_serves_many_clients_on_one_socket(read_path: str) -> None:
+async def test_echo_server_serves_many_clients_on_one_socket(io_path: str) -> None:
     server = await SctpEndpoint.open([(LO, 0)])
     echo = asyncio.create_task(_echo(server))
     clients = [await SctpEndpoint.open([(LO, 0)], listen=False) for _ in range(12)]
@@ -46,7 +46,7 @@ async def test_echo_server_serves_many_clients_on_one_socket(read_path: str) -> 
         c.close()
 
 
-async def test_stream_ppid_and_unordered_round_trip(read_path: str) -> None:
+async def test_stream_ppid_and_unordered_round_trip(io_path: str) -> None:
     tuning = SctpTuning(init=InitParams(outbound_streams=8, max_inbound_streams=8))
     server = await SctpEndpoint.open([(LO, 0)], tuning)
     client = await SctpEndpoint.open([(LO, 0)], tuning, listen=False)
@@ -66,7 +66,7 @@ async def test_stream_ppid_and_unordered_round_trip(read_path: str) -> None:
     client.close()
 
 
-async def test_ordered_delivery_per_stream_with_large_messages(read_path: str) -> None:
+async def test_ordered_delivery_per_stream_with_large_messages(io_path: str) -> None:
     server = await SctpEndpoint.open([(LO, 0)])
     client = await SctpEndpoint.open([(LO, 0)], listen=False)
     assoc = await client.connect([(LO, server.port)], timeout=10)
@@ -106,7 +106,7 @@ async def _send_numbered(ep: SctpEndpoint, assoc_id: int, count: int, payload: b
 
 @pytest.mark.parametrize("more", [True, False])
 async def test_try_send_bundles_a_burst_into_few_packets(
-    more: bool, monkeypatch: pytest.MonkeyPatch
+    more: bool, io_path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A burst taken by try_send in one loop iteration leaves as a few packets (MSG_MORE
     on all but each association's last message), despite SCTP_NODELAY; without MSG_MORE
@@ -135,7 +135,29 @@ async def test_try_send_bundles_a_burst_into_few_packets(
     client.close()
 
 
-async def test_direct_hook_takes_whole_messages_and_queues_what_it_declines(read_path: str) -> None:
+async def test_a_burst_beyond_the_send_buffer_waits_in_order_and_none_is_lost(
+    io_path: str,
+) -> None:
+    """try_send takes one loop iteration's burst on two associations, far more than the
+    send buffer holds: what the kernel pushes back on waits in its association's queue
+    (nobody awaits it) and leaves in order when there is room."""
+    servers = [await SctpEndpoint.open([(LO, 0)]) for _ in range(2)]
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    assocs = [(await client.connect([(LO, s.port)], timeout=10)).assoc_id for s in servers]
+    count, payload = 200, b"q" * 3000  # 600 kB an association
+    for i in range(count):
+        for assoc in assocs:
+            assert client.try_send(b"%06d" % i + payload, assoc, 1, 46)
+    got = [[int((await next_message(s)).data[:6]) for _ in range(count)] for s in servers]
+    assert got == [list(range(count))] * 2
+    assert client.stats.send_would_block >= 1
+    assert client.pending_sends() == 0 and client.stats.send_failed == 0
+    for ep in (*servers, client):
+        ep.close()
+
+
+async def test_direct_hook_takes_whole_messages_and_queues_what_it_declines(io_path: str) -> None:
     """The hot path's hook gets each whole message with its association, PPID and the
     loop's time of the read; what it declines is queued for recv(), and so is everything
     after it while the queue is not empty (order holds)."""
@@ -166,7 +188,9 @@ async def test_direct_hook_takes_whole_messages_and_queues_what_it_declines(read
     client.close()
 
 
-async def test_held_messages_leave_before_a_later_send_and_a_lost_one_is_counted() -> None:
+async def test_held_messages_leave_before_a_later_send_and_a_lost_one_is_counted(
+    io_path: str,
+) -> None:
     server = await SctpEndpoint.open([(LO, 0)])
     client = await SctpEndpoint.open([(LO, 0)], listen=False)
     first = (await client.connect([(LO, server.port)], timeout=10)).assoc_id
@@ -291,7 +315,7 @@ async def test_bind_failure_names_the_address() -> None:
     assert failed.value.errno == errno.EADDRNOTAVAIL
 
 
-async def test_ipv6_one_to_many(read_path: str) -> None:
+async def test_ipv6_one_to_many(io_path: str) -> None:
     server = await SctpEndpoint.open([("::1", 0)])
     client = await SctpEndpoint.open([("::1", 0)], listen=False)
     assoc = await client.connect([("::1", server.port)], timeout=10)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.sctp
 LO = "127.0.0.1"
 
 
-async def test_one_to_one_client_and_listener(read_path: str) -> None:
+async def test_one_to_one_client_and_listener(io_path: str) -> None:
     listener = SctpListener.open([(LO, 0), ("127.0.0.2", 0)])
     client_task = asyncio.create_task(
         SctpConnection.connect([(LO, listener.port), ("127.0.0.2", listener.port)], timeout=10)

@@ -1,0 +1,366 @@
+/*
+ * sigmw.io._mmsg: SCTP messages in batches, recvmmsg(2) and sendmmsg(2).
+ *
+ * Receive: SctpTransport._on_readable otherwise makes one socket.recvmsg call per
+ * message, each building a list of ancillary-data tuples and an address tuple. Here
+ * one system call reads up to 64 messages (or pieces of messages) and each comes back
+ * as (data, msg_flags, raw SCTP_RCVINFO or None, raw source sockaddr); the Python
+ * code decodes the rest only when it needs it.
+ *
+ * Send: the relay's sends of one loop iteration, gathered per association, leave with
+ * two sendmmsg calls instead of a sendmsg each: every association's messages but its
+ * last with MSG_MORE (the kernel holds them for bundling), then the lasts without
+ * (which sends the bundles).
+ *
+ * transport.py keeps the recvmsg and sendmsg loops as the reference and falls back to
+ * them when this module is not built.
+ *
+ * Not thread-safe by design: the buffers are static and the GIL is held throughout
+ * (the socket is non-blocking, so the call never waits).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* From <netinet/sctp.h>, which not every build machine has installed. */
+#ifndef IPPROTO_SCTP
+#define IPPROTO_SCTP 132
+#endif
+#define SCTP_RCVINFO_CMSG 3  /* cmsg_type of struct sctp_rcvinfo */
+#define RCVINFO_SIZE 28      /* sizeof(struct sctp_rcvinfo) */
+
+#define MAX_BATCH 64
+#define MAX_SLOT (1 << 20)
+
+static char *slots;          /* MAX_BATCH data buffers of slot_size bytes */
+static Py_ssize_t slot_size;
+static struct mmsghdr headers[MAX_BATCH];
+static struct iovec iovs[MAX_BATCH];
+static struct sockaddr_storage names[MAX_BATCH];
+static union {
+    struct cmsghdr align;
+    char bytes[CMSG_SPACE(RCVINFO_SIZE) + CMSG_SPACE(64)];
+} controls[MAX_BATCH];
+
+static int ensure_slots(Py_ssize_t size)
+{
+    if (slots != NULL && slot_size == size)
+        return 0;
+    char *grown = realloc(slots, (size_t)size * MAX_BATCH);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    slots = grown;
+    slot_size = size;
+    return 0;
+}
+
+static PyObject *rcvinfo_of(struct msghdr *msg)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c)) {
+        if (c->cmsg_level == IPPROTO_SCTP && c->cmsg_type == SCTP_RCVINFO_CMSG &&
+            c->cmsg_len >= CMSG_LEN(RCVINFO_SIZE))
+            return PyBytes_FromStringAndSize((const char *)CMSG_DATA(c), RCVINFO_SIZE);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *item_of(int i)
+{
+    struct msghdr *msg = &headers[i].msg_hdr;
+    PyObject *data = PyBytes_FromStringAndSize(slots + (Py_ssize_t)i * slot_size,
+                                               (Py_ssize_t)headers[i].msg_len);
+    PyObject *flags = PyLong_FromLong(msg->msg_flags);
+    PyObject *info = rcvinfo_of(msg);
+    PyObject *source = PyBytes_FromStringAndSize((const char *)&names[i], msg->msg_namelen);
+    if (data == NULL || flags == NULL || info == NULL || source == NULL) {
+        Py_XDECREF(data);
+        Py_XDECREF(flags);
+        Py_XDECREF(info);
+        Py_XDECREF(source);
+        return NULL;
+    }
+    PyObject *item = PyTuple_Pack(4, data, flags, info, source);
+    Py_DECREF(data);
+    Py_DECREF(flags);
+    Py_DECREF(info);
+    Py_DECREF(source);
+    return item;
+}
+
+static PyObject *recv_batch(PyObject *self, PyObject *args)
+{
+    int fd, want;
+    Py_ssize_t size;
+    if (!PyArg_ParseTuple(args, "iin", &fd, &want, &size))
+        return NULL;
+    if (want < 1 || want > MAX_BATCH || size < 1 || size > MAX_SLOT) {
+        PyErr_Format(PyExc_ValueError, "recv_batch: 1..%d messages of 1..%d bytes",
+                     MAX_BATCH, MAX_SLOT);
+        return NULL;
+    }
+    if (ensure_slots(size) < 0)
+        return NULL;
+    for (int i = 0; i < want; i++) {
+        iovs[i].iov_base = slots + (Py_ssize_t)i * size;
+        iovs[i].iov_len = (size_t)size;
+        struct msghdr *msg = &headers[i].msg_hdr;
+        msg->msg_name = &names[i];
+        msg->msg_namelen = sizeof names[i];
+        msg->msg_iov = &iovs[i];
+        msg->msg_iovlen = 1;
+        msg->msg_control = controls[i].bytes;
+        msg->msg_controllen = sizeof controls[i].bytes;
+        msg->msg_flags = 0;
+    }
+    int got = recvmmsg(fd, headers, (unsigned int)want, MSG_DONTWAIT, NULL);
+    if (got < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return PyList_New(0);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *out = PyList_New(got);
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < got; i++) {
+        PyObject *item = item_of(i);
+        if (item == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, item);
+    }
+    return out;
+}
+
+/* --- send ------------------------------------------------------------------------ */
+
+#define MAX_CONTROL 128 /* SCTP_SNDINFO and SCTP_PRINFO take 56 bytes */
+
+static struct mmsghdr *out_headers;
+static struct iovec *out_iovs;
+static char (*out_controls)[MAX_CONTROL];
+static Py_ssize_t *out_owner; /* the burst each entry belongs to */
+static Py_ssize_t out_capacity;
+
+static int ensure_out(Py_ssize_t count)
+{
+    if (count <= out_capacity)
+        return 0;
+    Py_ssize_t want = count < 256 ? 256 : count;
+    void *h = realloc(out_headers, sizeof *out_headers * (size_t)want);
+    if (h != NULL)
+        out_headers = h;
+    void *v = realloc(out_iovs, sizeof *out_iovs * (size_t)want);
+    if (v != NULL)
+        out_iovs = v;
+    void *c = realloc(out_controls, sizeof *out_controls * (size_t)want);
+    if (c != NULL)
+        out_controls = c;
+    void *o = realloc(out_owner, sizeof *out_owner * (size_t)want);
+    if (o != NULL)
+        out_owner = o;
+    if (h == NULL || v == NULL || c == NULL || o == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    out_capacity = want;
+    return 0;
+}
+
+/* Entry k of the send arrays from one (data, [(level, type, bytes), ...]) pair, the
+ * shape socket.sendmsg takes; -1 with a Python error on anything else. */
+static int fill_entry(Py_ssize_t k, PyObject *message, Py_ssize_t burst, PyObject **keep)
+{
+    if (!PyTuple_Check(message) || PyTuple_GET_SIZE(message) != 2) {
+        PyErr_SetString(PyExc_TypeError, "send_bursts: each message is (data, cmsgs)");
+        return -1;
+    }
+    PyObject *data = PyTuple_GET_ITEM(message, 0);
+    PyObject *cmsgs = PyTuple_GET_ITEM(message, 1);
+    if (!PyList_Check(cmsgs)) {
+        PyErr_SetString(PyExc_TypeError, "send_bursts: cmsgs is a list");
+        return -1;
+    }
+    if (!PyBytes_Check(data)) { /* a bytearray, say: a copy, kept until the send is done */
+        data = PyBytes_FromObject(data);
+        if (data == NULL)
+            return -1;
+        if (*keep == NULL && (*keep = PyList_New(0)) == NULL) {
+            Py_DECREF(data);
+            return -1;
+        }
+        int kept = PyList_Append(*keep, data);
+        Py_DECREF(data);
+        if (kept < 0)
+            return -1;
+    }
+    out_iovs[k].iov_base = PyBytes_AS_STRING(data);
+    out_iovs[k].iov_len = (size_t)PyBytes_GET_SIZE(data);
+    struct msghdr *msg = &out_headers[k].msg_hdr;
+    memset(msg, 0, sizeof *msg);
+    msg->msg_iov = &out_iovs[k];
+    msg->msg_iovlen = 1;
+    size_t used = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(cmsgs); i++) {
+        PyObject *cmsg = PyList_GET_ITEM(cmsgs, i);
+        if (!PyTuple_Check(cmsg) || PyTuple_GET_SIZE(cmsg) != 3 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(cmsg, 2))) {
+            PyErr_SetString(PyExc_TypeError, "send_bursts: a cmsg is (level, type, bytes)");
+            return -1;
+        }
+        int level = (int)PyLong_AsLong(PyTuple_GET_ITEM(cmsg, 0));
+        int type = (int)PyLong_AsLong(PyTuple_GET_ITEM(cmsg, 1));
+        if (PyErr_Occurred())
+            return -1;
+        const char *body = PyBytes_AS_STRING(PyTuple_GET_ITEM(cmsg, 2));
+        Py_ssize_t size = PyBytes_GET_SIZE(PyTuple_GET_ITEM(cmsg, 2));
+        if (used + CMSG_SPACE((size_t)size) > MAX_CONTROL) {
+            PyErr_SetString(PyExc_ValueError, "send_bursts: ancillary data too long");
+            return -1;
+        }
+        struct cmsghdr *c = (struct cmsghdr *)(out_controls[k] + used);
+        memset(c, 0, CMSG_SPACE((size_t)size));
+        c->cmsg_len = CMSG_LEN((size_t)size);
+        c->cmsg_level = level;
+        c->cmsg_type = type;
+        memcpy(CMSG_DATA(c), body, (size_t)size);
+        used += CMSG_SPACE((size_t)size);
+    }
+    if (used) {
+        msg->msg_control = out_controls[k];
+        msg->msg_controllen = used;
+    }
+    out_owner[k] = burst;
+    return 0;
+}
+
+/* Send entries [pos, end) with as few sendmmsg calls as the kernel allows. A failed
+ * entry stops its burst (the burst's later entries are skipped: order within a burst
+ * holds); the other bursts go on. */
+static void send_entries(int fd, Py_ssize_t pos, Py_ssize_t end, int flags, Py_ssize_t *sent,
+                         int *failed)
+{
+    while (pos < end) {
+        Py_ssize_t left = end - pos;
+        unsigned int chunk = left > 1024 ? 1024 : (unsigned int)left; /* UIO_MAXIOV */
+        int done = sendmmsg(fd, out_headers + pos, chunk, flags | MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (done > 0) {
+            for (int i = 0; i < done; i++)
+                sent[out_owner[pos + i]]++;
+            pos += done;
+            continue;
+        }
+        if (done < 0 && errno == EINTR)
+            continue;
+        Py_ssize_t burst = out_owner[pos];
+        failed[burst] = done < 0 ? errno : EAGAIN;
+        while (pos < end && out_owner[pos] == burst)
+            pos++;
+    }
+}
+
+static PyObject *send_bursts(PyObject *self, PyObject *args)
+{
+    int fd, more;
+    PyObject *bursts;
+    if (!PyArg_ParseTuple(args, "iO!i", &fd, &PyList_Type, &bursts, &more))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(bursts), total = 0;
+    for (Py_ssize_t b = 0; b < n; b++) {
+        PyObject *burst = PyList_GET_ITEM(bursts, b);
+        if (!PyList_Check(burst)) {
+            PyErr_SetString(PyExc_TypeError, "send_bursts: each burst is a list");
+            return NULL;
+        }
+        total += PyList_GET_SIZE(burst);
+    }
+    Py_ssize_t *sent = PyMem_Calloc((size_t)n + 1, sizeof *sent);
+    int *failed = PyMem_Calloc((size_t)n + 1, sizeof *failed);
+    PyObject *out = NULL, *keep = NULL;
+    if (sent == NULL || failed == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (ensure_out(total) < 0)
+        goto done;
+    /* Every entry is built before anything is sent, so a bad one raises with nothing
+     * sent. First every burst's messages but its last, to go with `more` (MSG_MORE:
+     * the kernel holds them to bundle) ... */
+    Py_ssize_t leading = 0;
+    for (Py_ssize_t b = 0; b < n; b++) {
+        PyObject *burst = PyList_GET_ITEM(bursts, b);
+        for (Py_ssize_t i = 0; i + 1 < PyList_GET_SIZE(burst); i++)
+            if (fill_entry(leading++, PyList_GET_ITEM(burst, i), b, &keep) < 0)
+                goto done;
+    }
+    /* ... then the last of each, to go without: that sends the bundle. */
+    Py_ssize_t k = leading;
+    for (Py_ssize_t b = 0; b < n; b++) {
+        PyObject *burst = PyList_GET_ITEM(bursts, b);
+        Py_ssize_t size = PyList_GET_SIZE(burst);
+        if (size > 0 && fill_entry(k++, PyList_GET_ITEM(burst, size - 1), b, &keep) < 0)
+            goto done;
+    }
+    send_entries(fd, 0, leading, more, sent, failed);
+    Py_ssize_t lasts = leading; /* the lasts of bursts stopped on the way are dropped */
+    for (Py_ssize_t i = leading; i < k; i++) {
+        if (failed[out_owner[i]])
+            continue;
+        out_headers[lasts] = out_headers[i]; /* its iovec and control stay where they are */
+        out_owner[lasts++] = out_owner[i];
+    }
+    send_entries(fd, leading, lasts, 0, sent, failed);
+    Py_ssize_t count = 0;
+    PyObject *stopped = Py_None;
+    for (Py_ssize_t b = 0; b < n; b++)
+        count += sent[b];
+    if (count < total) {
+        stopped = PyList_New(0);
+        if (stopped == NULL)
+            goto done;
+        for (Py_ssize_t b = 0; b < n; b++) {
+            if (!failed[b])
+                continue;
+            PyObject *item = Py_BuildValue("(nni)", b, sent[b], failed[b]);
+            if (item == NULL || PyList_Append(stopped, item) < 0) {
+                Py_XDECREF(item);
+                Py_DECREF(stopped);
+                goto done;
+            }
+            Py_DECREF(item);
+        }
+        out = Py_BuildValue("(nN)", count, stopped);
+    } else {
+        out = Py_BuildValue("(nO)", count, Py_None);
+    }
+done:
+    Py_XDECREF(keep);
+    PyMem_Free(sent);
+    PyMem_Free(failed);
+    return out;
+}
+
+static PyMethodDef methods[] = {
+    {"recv_batch", recv_batch, METH_VARARGS,
+     "recv_batch(fd, max_messages, slot_size) -> [(data, msg_flags, rcvinfo | None, "
+     "sockaddr)]: one non-blocking recvmmsg; [] when nothing is waiting."},
+    {"send_bursts", send_bursts, METH_VARARGS,
+     "send_bursts(fd, bursts, more_flags) -> (sent, None | [(burst, sent_of_it, errno)]): "
+     "each burst a list of (data, cmsgs) for one association; all but each burst's last "
+     "go with more_flags (MSG_MORE), then the lasts without, by non-blocking sendmmsg. "
+     "A burst stops at its first failure (EAGAIN or an error), the others go on."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "sigmw.io._mmsg",
+    "Batched SCTP receive and send (recvmmsg, sendmmsg) for SctpTransport.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__mmsg(void) { return PyModule_Create(&module); }
