@@ -81,6 +81,8 @@ def _sctp(r: Reader) -> Callable[[yaml.Node, str], m.SctpParams | None]:
         "sack_delay": lambda n, p: r.duration(n, p, 0, 500),  # RFC 9260: at most 500 ms
         "peer_sack_delay": lambda n, p: r.duration(n, p, 0, 500),
         "nodelay": r.boolean,
+        "receive_buffer": lambda n, p: r.integer(n, p, 0, 2**30),
+        "send_buffer": lambda n, p: r.integer(n, p, 0, 2**30),
         "failback": _section(r, m.Failback, {"after": dur}),
     }
 

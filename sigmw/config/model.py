@@ -82,6 +82,12 @@ class SctpParams:
     peer_sack_delay: int = 200
     """The peer's delayed-SACK time, as far as the operator knows (for check-config)."""
     nodelay: bool = True
+    receive_buffer: int = 2 * 1024 * 1024
+    """Bytes (SO_RCVBUF, as the kernel reports it; 0: the kernel's default). Room to queue
+    input while the relay sheds overload: at the kernel's default (208 KiB) a burst fills
+    it first, the kernel drops, and the peers' retransmission timers take over."""
+    send_buffer: int = 0
+    """Bytes (SO_SNDBUF, as the kernel reports it; 0: the kernel's default)."""
     failback: Failback = field(default_factory=Failback)
 
     def timers(self) -> Timers:

@@ -268,6 +268,17 @@ class DiameterCore:
         slot.last_rx = now
         return self.relay.too_busy(slot.info.name, data)
 
+    def busy_reply(self, conn: ConnId, data: bytes, now: float) -> tuple[bytes, int] | None:
+        """shed_request without the output object, for shedding at the SCTP read: the 3004
+        answer and the stream it goes back on, or None (not an application request on
+        an open connection: the message takes the usual way)."""
+        c = self.conns.get(conn)
+        slot = c.fast if c is not None else None
+        if slot is None or len(data) < 20 or data[5:8] in _MANAGEMENT_CODES:
+            return None
+        slot.last_rx = now
+        return self.relay.busy_reply(slot.info.name, data)  # None for an answer
+
     def _received_slowly(self, c: _Conn, conn: ConnId, data: bytes, now: float) -> list[Output]:
         """Everything but application traffic on an open connection whose watchdog is OKAY."""
         if c.let_go:  # not a new connection's first message: no "no CER first", no 2nd close

@@ -282,15 +282,21 @@ class Relay:
 
     def too_busy(self, origin: str, data: bytes) -> list[Send]:
         """Overload: answer a request 3004 (busy_answer), on its session's stream."""
+        reply = self.busy_reply(origin, data)
+        return [] if reply is None else [Send(origin, reply[0], reply[1])]
+
+    def busy_reply(self, origin: str, data: bytes) -> tuple[bytes, int] | None:
+        """too_busy without the output object (SCTP sheds at the read): the 3004 answer
+        and its session's stream towards `origin`; None if `data` is not a request."""
         peer = self.peers.get(origin)
         if peer is None or len(data) < HEADER_LEN or not data[4] & FLAG_REQUEST:
-            return []
+            return None
         answer = self.busy_answer(data)
         _, value = wire.leading_session_id(data)
         stream = (
             session_stream(value, peer.outbound) if value else self._spread.stream(peer.outbound)
         )
-        return [Send(origin, answer, stream)]
+        return answer, stream
 
     def busy_answer(self, data: bytes) -> bytes:
         """The 3004 answer to a request (at least a header, the R bit set), built from its

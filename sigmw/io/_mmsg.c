@@ -8,9 +8,9 @@
  * code decodes the rest only when it needs it.
  *
  * Send: the relay's sends of one loop iteration, gathered per association, leave with
- * two sendmmsg calls instead of a sendmsg each: every association's messages but its
- * last with MSG_MORE (the kernel holds them for bundling), then the lasts without
- * (which sends the bundles).
+ * two sendmmsg calls per association (and per MAX_CORKED messages) instead of a
+ * sendmsg each: its messages but the last with MSG_MORE (the kernel holds them for
+ * bundling), then the last without (which sends the bundle).
  *
  * transport.py keeps the recvmsg and sendmsg loops as the reference and falls back to
  * them when this module is not built.
@@ -141,6 +141,11 @@ static PyObject *recv_batch(PyObject *self, PyObject *args)
 /* --- send ------------------------------------------------------------------------ */
 
 #define MAX_CONTROL 128 /* SCTP_SNDINFO and SCTP_PRINFO take 56 bytes */
+/* Messages of one association held with MSG_MORE in a row. The kernel holds them until
+ * a send without it, or until they fill a packet: on a path with a 64 KiB MTU
+ * (loopback) small messages would fill the send buffer first, and a burst stopped
+ * there by EAGAIN would wait forever for room that only that send makes. */
+#define MAX_CORKED 32
 
 static struct mmsghdr *out_headers;
 static struct iovec *out_iovs;
@@ -283,6 +288,7 @@ static PyObject *send_bursts(PyObject *self, PyObject *args)
     Py_ssize_t *sent = PyMem_Calloc((size_t)n + 1, sizeof *sent);
     int *failed = PyMem_Calloc((size_t)n + 1, sizeof *failed);
     PyObject *out = NULL, *keep = NULL;
+    Py_ssize_t *bounds = NULL; /* where each part (a run with `more`, a last) starts */
     if (sent == NULL || failed == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -290,32 +296,38 @@ static PyObject *send_bursts(PyObject *self, PyObject *args)
     if (ensure_out(total) < 0)
         goto done;
     /* Every entry is built before anything is sent, so a bad one raises with nothing
-     * sent. First every burst's messages but its last, to go with `more` (MSG_MORE:
-     * the kernel holds them to bundle) ... */
-    Py_ssize_t leading = 0;
-    for (Py_ssize_t b = 0; b < n; b++) {
-        PyObject *burst = PyList_GET_ITEM(bursts, b);
-        for (Py_ssize_t i = 0; i + 1 < PyList_GET_SIZE(burst); i++)
-            if (fill_entry(leading++, PyList_GET_ITEM(burst, i), b, &keep) < 0)
-                goto done;
+     * sent. One burst after the other, in rounds of MAX_CORKED messages: the round's
+     * messages but its last go with `more` (MSG_MORE: the kernel holds them to bundle),
+     * then its last without (that sends the bundle). One burst at a time, so that when
+     * the buffer fills only the burst that met it holds messages back (others sharing
+     * the socket's buffer then find it full at their first message). */
+    Py_ssize_t parts = 0;
+    for (Py_ssize_t b = 0; b < n; b++)
+        parts += 2 * ((PyList_GET_SIZE(PyList_GET_ITEM(bursts, b)) + MAX_CORKED - 1) / MAX_CORKED);
+    bounds = PyMem_Malloc(sizeof *bounds * (size_t)(parts + 1));
+    if (bounds == NULL) {
+        PyErr_NoMemory();
+        goto done;
     }
-    /* ... then the last of each, to go without: that sends the bundle. */
-    Py_ssize_t k = leading;
+    Py_ssize_t k = 0, part = 0;
     for (Py_ssize_t b = 0; b < n; b++) {
         PyObject *burst = PyList_GET_ITEM(bursts, b);
         Py_ssize_t size = PyList_GET_SIZE(burst);
-        if (size > 0 && fill_entry(k++, PyList_GET_ITEM(burst, size - 1), b, &keep) < 0)
-            goto done;
+        for (Py_ssize_t from = 0; from < size; from += MAX_CORKED) {
+            Py_ssize_t last = from + MAX_CORKED < size ? from + MAX_CORKED - 1 : size - 1;
+            bounds[part++] = k; /* [from, last) with `more` */
+            for (Py_ssize_t i = from; i < last; i++)
+                if (fill_entry(k++, PyList_GET_ITEM(burst, i), b, &keep) < 0)
+                    goto done;
+            bounds[part++] = k; /* last without */
+            if (fill_entry(k++, PyList_GET_ITEM(burst, last), b, &keep) < 0)
+                goto done;
+        }
     }
-    send_entries(fd, 0, leading, more, sent, failed);
-    Py_ssize_t lasts = leading; /* the lasts of bursts stopped on the way are dropped */
-    for (Py_ssize_t i = leading; i < k; i++) {
-        if (failed[out_owner[i]])
-            continue;
-        out_headers[lasts] = out_headers[i]; /* its iovec and control stay where they are */
-        out_owner[lasts++] = out_owner[i];
-    }
-    send_entries(fd, leading, lasts, 0, sent, failed);
+    bounds[part] = k;
+    for (Py_ssize_t p = 0; p < parts; p++)
+        if (bounds[p] < bounds[p + 1] && !failed[out_owner[bounds[p]]])
+            send_entries(fd, bounds[p], bounds[p + 1], p % 2 ? 0 : more, sent, failed);
     Py_ssize_t count = 0;
     PyObject *stopped = Py_None;
     for (Py_ssize_t b = 0; b < n; b++)
@@ -340,6 +352,7 @@ static PyObject *send_bursts(PyObject *self, PyObject *args)
         out = Py_BuildValue("(nO)", count, Py_None);
     }
 done:
+    PyMem_Free(bounds);
     Py_XDECREF(keep);
     PyMem_Free(sent);
     PyMem_Free(failed);
@@ -353,7 +366,8 @@ static PyMethodDef methods[] = {
     {"send_bursts", send_bursts, METH_VARARGS,
      "send_bursts(fd, bursts, more_flags) -> (sent, None | [(burst, sent_of_it, errno)]): "
      "each burst a list of (data, cmsgs) for one association; all but each burst's last "
-     "go with more_flags (MSG_MORE), then the lasts without, by non-blocking sendmmsg. "
+     "go with more_flags (MSG_MORE; at most 32 in a row), each followed by one without, "
+     "by non-blocking sendmmsg, one burst after the other. "
      "A burst stops at its first failure (EAGAIN or an error), the others go on."},
     {NULL, NULL, 0, NULL},
 };

@@ -12,6 +12,7 @@ import json
 import logging
 import random
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -73,6 +74,8 @@ def tuning_of(s: SctpParams, endpoint: bool) -> SctpTuning:
         sack_delay_ms=s.sack_delay,
         nodelay=s.nodelay,
         init=init,
+        receive_buffer=(s.receive_buffer or None) if endpoint else None,
+        send_buffer=(s.send_buffer or None) if endpoint else None,
     )
 
 
@@ -122,7 +125,7 @@ class Daemon:
             addrs = [(a, lst.port) for a in lst.addresses]
             opener = endpoint_class(lst.transport)  # TcpEndpoint for transport: tcp
             ep: Endpoint = await opener.open(addrs, tuning_of(lst.sctp, endpoint=True))
-            self._limit(ep)
+            self._limit(ep, lst.sctp, lst.name)
             self.listeners[lst.name] = ep
             self._listener_of[ep] = lst.name
             if lst.protocol is Protocol.DIAMETER:
@@ -269,9 +272,26 @@ class Daemon:
             ep = self.listeners[out.listener]
             self._spawn(ep.abort(out.assoc_id, b"sigmw: address not configured"))
 
-    def _limit(self, ep: Endpoint) -> None:
+    def _limit(self, ep: Endpoint, sctp: SctpParams, owner: str) -> None:
         """TCP frames by the header's length: refuse messages over the configured size;
-        under overload, shed in the endpoint itself (the cheapest place)."""
+        under overload, shed in the endpoint itself (the cheapest place). SCTP: say when
+        the kernel capped a socket buffer below what is configured."""
+        if isinstance(ep, SctpEndpoint):
+            for kind, option, wanted, sysctl in (
+                ("receive", socket.SO_RCVBUF, sctp.receive_buffer, "net.core.rmem_max"),
+                ("send", socket.SO_SNDBUF, sctp.send_buffer, "net.core.wmem_max"),
+            ):
+                got = ep.sock.getsockopt(socket.SOL_SOCKET, option)
+                if wanted and got < wanted:
+                    advice = f"sysctl {sysctl}={wanted // 2}, or run with CAP_NET_ADMIN"
+                    self.emit(
+                        "buffer_capped",
+                        owner=owner,
+                        buffer=kind,
+                        wanted=wanted,
+                        got=got,
+                        advice=advice,
+                    )
         if isinstance(ep, TcpEndpoint) and self.diameter is not None:
             assert self.config.node.diameter is not None
             ep.max_message = self.config.node.diameter.max_message_size
@@ -285,6 +305,9 @@ class Daemon:
             ep.direct = functools.partial(self._direct, ep, dialer)
         elif isinstance(ep, SctpEndpoint):
             ep.direct = functools.partial(self._direct_sctp, ep, dialer)
+            if self.diameter is not None:
+                ep.overloaded = self.diameter.sctp_shedder(ep, ep.direct)
+            ep.shed_backlog = SHED_BACKLOG
 
     def _direct(
         self, ep: TcpEndpoint | SctpEndpoint, dialer: str, assoc_id: int, messages: list[bytes]
@@ -335,7 +358,7 @@ class Daemon:
         local = [(a, 0) for a in peer.local_addresses] or [(wildcard, 0)]
         opener = endpoint_class(peer.transport)
         ep: Endpoint = opener.open_now(local, tuning_of(peer.sctp, endpoint=True), listen=False)
-        self._limit(ep)
+        self._limit(ep, peer.sctp, peer.name)
         self.dialers[peer.name] = ep
         if peer.protocol is Protocol.DIAMETER:
             self._diameter_eps.add(ep)

@@ -21,7 +21,7 @@ from typing import cast
 from sigmw.config.model import Config, Protocol, Role
 from sigmw.core.errors import SigmwError
 from sigmw.diameter import local
-from sigmw.diameter.codes import DIAMETER_PPID
+from sigmw.diameter.codes import ACCEPTED_PPIDS, DIAMETER_PPID
 from sigmw.diameter.node import (
     BindConn,
     CloseConn,
@@ -41,6 +41,8 @@ from sigmw.io.transport import Message
 log = logging.getLogger("sigmw")
 
 Conn = tuple[Endpoint, int]
+SctpHook = Callable[[int, int, bytes, float], bool]
+"""SctpEndpoint.direct and .overloaded: (assoc_id, ppid, data, now) -> taken."""
 
 
 class Host(TypingProtocol):
@@ -166,6 +168,24 @@ class DiameterService:
             conn[0].defer(functools.partial(self.perform, rest))
             return True
         return False
+
+    def sctp_shedder(self, ep: SctpEndpoint, usual: SctpHook) -> SctpHook:
+        """SctpEndpoint.overloaded, for what is read past the shed bound: an application
+        request gets its 3004 at once, the leanest way there is (no output objects: a
+        shed request must cost a fraction of a relayed one, or the excess eats the
+        goodput); anything else goes the `usual` way (the endpoint's `direct`)."""
+        busy_reply, send = self.core.busy_reply, ep.try_send
+
+        def shed(assoc_id: int, ppid: int, data: bytes, now: float) -> bool:
+            reply = busy_reply((ep, assoc_id), data, now) if ppid in ACCEPTED_PPIDS else None
+            if reply is None:
+                return usual(assoc_id, ppid, data, now)
+            answer, stream = reply
+            if not send(answer, assoc_id, stream, DIAMETER_PPID):  # queued: keep the order
+                ep.defer(functools.partial(ep.send, answer, assoc_id, stream, DIAMETER_PPID))
+            return True
+
+        return shed
 
     def tick(self) -> list[Output]:
         return self.core.timer(self.now())

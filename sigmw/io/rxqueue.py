@@ -7,10 +7,8 @@ association holds (RX_QUEUE, skb truesize, counted whatever rcvbuf_policy says)
 and the socket's receive buffer; the metrics export both, so a relay falling
 behind shows before its peers time out.
 
-Not used to shed: over SCTP every 3004 costs a receive and a send system call,
-about 0.6 of a relayed pair in the bench VM, so answering the excess of a 2x
-overload leaves nothing for goodput (tried: shedding every request of an
-association whose queue was past half the buffer took goodput to 0.05 of max).
+Not what the relay sheds by: reading this file is too slow for every full read, so
+the transport asks the socket itself (SO_MEMINFO, see SctpTransport._room).
 """
 
 from __future__ import annotations

@@ -207,8 +207,31 @@ def apply_tuning(sock: socket.socket, tuning: SctpTuning, assoc_id: int = 0) -> 
     _apply_socket_wide(sock, t, assoc_id)
 
 
+SO_SNDBUFFORCE = 32  # Linux; not exported by Python's socket module
+SO_RCVBUFFORCE = 33
+
+
+def set_buffer(sock: socket.socket, receive: bool, size: int) -> int:
+    """Make the socket's receive (or send) buffer `size` bytes as the kernel reports it
+    (it doubles what it is given, for its own overheads); past net.core.rmem_max
+    (wmem_max) when the process may (CAP_NET_ADMIN), else as far as that allows.
+    Returns the size the kernel reports."""
+    plain, forced = (
+        (socket.SO_RCVBUF, SO_RCVBUFFORCE) if receive else (socket.SO_SNDBUF, SO_SNDBUFFORCE)
+    )
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, forced, size // 2)
+    except PermissionError:
+        sock.setsockopt(socket.SOL_SOCKET, plain, size // 2)
+    return sock.getsockopt(socket.SOL_SOCKET, plain)
+
+
 def _apply_socket_wide(sock: socket.socket, t: SctpTuning, assoc_id: int) -> None:
     """Options that are per socket, or per association through a different struct."""
+    if t.receive_buffer is not None and assoc_id == 0:
+        set_buffer(sock, True, t.receive_buffer)
+    if t.send_buffer is not None and assoc_id == 0:
+        set_buffer(sock, False, t.send_buffer)
     if t.nodelay is not None:
         _set(sock, "SCTP_NODELAY", c.SCTP_NODELAY, int(t.nodelay))
     if t.autoclose_s is not None and sock.type == socket.SOCK_SEQPACKET:

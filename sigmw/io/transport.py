@@ -4,13 +4,15 @@ Receive: up to READS_PER_WAKEUP reads a wake-up (one recvmmsg when sigmw.io._mms
 built, else a recvmsg each), reassemble each message to MSG_EOR, decode
 notifications, hand whole messages to the `direct` hook or queue them; stop reading
 while the queue is full so the kernel's receive window pushes back on the peer
-(nothing is dropped).
+(nothing is dropped). Overload: when a full read finds more waiting than the shed
+bound, the reads past it go to the `overloaded` hook instead (the relay answers 3004).
 Send: try sendmsg at once; on EAGAIN queue the message behind its association's
 earlier ones and let the caller await the socket becoming writable. The hot path's
 sends (`_hold`) are gathered per association for the loop iteration and sent at its
 end: all but each association's last with MSG_MORE, so the kernel bundles them into
-few packets despite SCTP_NODELAY (one sendmmsg for those and one for the lasts when
-sigmw.io._mmsg is built, else a sendmsg each).
+few packets despite SCTP_NODELAY (two sendmmsg calls an association when
+sigmw.io._mmsg is built, else a sendmsg each; never more than MAX_CORKED with MSG_MORE
+in a row).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import os
 import socket
 import struct
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Hashable
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from sigmw.core.errors import AssociationGoneError
 from sigmw.io import sockapi
@@ -57,13 +59,25 @@ _RCV_FIELDS = struct.Struct("@H6xI12xi")
 """Of struct sctp_rcvinfo, what the hot path needs: stream, PPID (network order), assoc id."""
 _ntohl = socket.ntohl
 
+SKB_OVERHEAD = 232
+"""What the kernel charges a received SCTP message beyond its bytes (sizeof(struct
+sk_buff) on x86_64 Linux 6.x; measured in the bench VM)."""
+SHED_BUFFER_SHARE = 0.5
+"""Of the receive buffer: shed before it fills. Once what waits unread and what arrives
+while sigmw holds the socket pass the buffer, the kernel drops packets and the peers'
+retransmission timers (1 s and more) take over: measured in the bench VM."""
+SO_MEMINFO = 55  # Linux: u32 [rmem_alloc, rcvbuf, ...]; not exported by Python's socket module
+_MEMINFO = struct.Struct("=II")
+
+_Read = tuple[bytes, int, bytes | None, object]
+"""One read: data, msg_flags, raw SCTP_RCVINFO or None, source (raw sockaddr or tuple)."""
 RecvBatch = Callable[[int, int, int], list[tuple[bytes, int, bytes | None, bytes]]]
 SendBursts = Callable[
     [int, list[list["_Held"]], int], tuple[int, list[tuple[int, int, int]] | None]
 ]
 _recv_batch: RecvBatch | None
 _send_bursts: SendBursts | None
-try:  # optional: one recvmmsg and one or two sendmmsg a wake-up (setup.py builds it if it can)
+try:  # optional: batched reads and sends (setup.py builds it if it can)
     from sigmw.io._mmsg import recv_batch as _recv_batch
     from sigmw.io._mmsg import send_bursts as _send_bursts
 except ImportError:
@@ -78,6 +92,11 @@ def batched_io() -> bool:
 
 
 MSG_MORE = socket.MSG_MORE  # Linux SCTP holds such a chunk for bundling, even under NODELAY
+MAX_CORKED = 32
+"""Messages of an association sent with MSG_MORE in a row (as in _mmsg.c). The kernel
+holds them until a send without it or until they fill a packet; on loopback (64 KiB
+MTU) small messages fill the send buffer first, and a burst stopped there by EAGAIN
+would wait for room that only such a send makes."""
 RETRY_DELAY = 0.005  # writable but still EAGAIN (per-association buffers): back off briefly
 # Errors meaning "this association no longer exists" (EINVAL is not one: it is a bad argument).
 _WOULD_BLOCK = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
@@ -172,15 +191,19 @@ class SctpTransport:
         for recv(). `now` is the loop's time, read once a wake-up (a clock read is a
         system call where the clock source has no vDSO, as in the test VM). It may
         `defer` work that must wait; what follows it then queues behind."""
+        self.overloaded: Callable[[int, int, bytes, float], bool] | None = None
+        """`direct` under overload, for reads past the shed bound (`_room`): it answers
+        requests at once (3004) and handles everything else as `direct` does."""
+        self.shed_backlog = max_queued // 2
+        self._shedding = False
         self._read_at = 0.0
         self._resume_reading()
 
     # --- receive --------------------------------------------------------------
 
     def backlog(self) -> int:
-        """Items received and not yet read: how far the reader is behind. (What waits
-        in the kernel is not counted: reads of 64 a wake-up keep this small, so over
-        SCTP the relay does not shed yet; see docs/operations.md.)"""
+        """Items received and not yet read here. (What waits in the kernel is counted
+        only after a full read, to shed by: `_room`.)"""
         return len(self._rx)
 
     def recv_nowait(self) -> Received | None:
@@ -215,22 +238,50 @@ class SctpTransport:
 
     def _on_readable(self) -> None:
         self._read_at = self._loop.time()
-        read = self._read_batch if _recv_batch is not None else self._read_each
-        if not read():
+        try:
+            batch = self._read_batch() if _recv_batch is not None else self._read_each()
+        except OSError as exc:
+            self._read_failed(exc)
+            return
+        keep = len(batch)
+        if keep == READS_PER_WAKEUP and self.overloaded is not None:
+            keep = self._room(batch)  # a full read: more may wait; over the bound, shed
+        if not self._take_all(batch if keep == len(batch) else batch[:keep]):
             return  # hung up
+        if keep < len(batch):
+            self._shedding = True
+            try:
+                if not self._take_all(batch[keep:]):
+                    return
+            finally:
+                self._shedding = False
         if len(self._rx) >= self._max_queued:
             self._loop.remove_reader(self.sock.fileno())
             self._reading = False
         self._wake_reader()
 
-    def _read_batch(self) -> bool:
-        """Up to READS_PER_WAKEUP messages with one system call (sigmw.io._mmsg);
-        False once the socket hung up."""
+    def _read_batch(self) -> Sequence[_Read]:
+        """Up to READS_PER_WAKEUP reads with one system call (sigmw.io._mmsg)."""
         assert _recv_batch is not None
-        try:
-            batch = _recv_batch(self.sock.fileno(), READS_PER_WAKEUP, RECV_SLOT)
-        except OSError as exc:
-            return self._read_failed(exc)
+        return _recv_batch(self.sock.fileno(), READS_PER_WAKEUP, RECV_SLOT)
+
+    def _read_each(self) -> Sequence[_Read]:
+        """The reference (and the fallback without the C module): a recvmsg a read."""
+        batch: list[_Read] = []
+        for _ in range(READS_PER_WAKEUP):
+            try:
+                data, anc, flags, source = self.sock.recvmsg(RECV_CHUNK, ANC_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                if batch:
+                    break  # what was read first is handled; the next read fails again
+                raise
+            batch.append((data, flags, _rcvinfo(anc), source))
+        return batch
+
+    def _take_all(self, batch: Sequence[_Read]) -> bool:
+        """Hand on a batch of reads; False once the socket hung up."""
         for data, flags, rcvinfo, source in batch:
             if not data and not flags and rcvinfo is None:
                 self._hang_up()  # one-to-one peer closed
@@ -238,25 +289,28 @@ class SctpTransport:
             self._take(data, rcvinfo, flags, source)
         return True
 
-    def _read_each(self) -> bool:
-        """The reference (and the fallback without the C module): a recvmsg a message."""
-        for _ in range(READS_PER_WAKEUP):
-            try:
-                data, anc, flags, source = self.sock.recvmsg(RECV_CHUNK, ANC_SIZE)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError as exc:
-                return self._read_failed(exc)
-            if not data and not flags and not anc:
-                self._hang_up()  # one-to-one peer closed
-                return False
-            self._take(data, _rcvinfo(anc), flags, source)
-        return True
+    def _room(self, batch: Sequence[_Read]) -> int:
+        """How many reads of a full batch to handle as usual before shedding the rest:
+        what still fits under the bound once the messages that wait (queued here and,
+        estimated from the batch's mean size, unread in the kernel) are counted.
 
-    def _read_failed(self, exc: OSError) -> bool:
+        The bound is `shed_backlog` messages, or fewer when that many would not fit in
+        SHED_BUFFER_SHARE of the socket's receive buffer: beyond that the kernel's flow
+        control slows the peers, whose requests then time out in their own queues."""
+        try:
+            meminfo = self.sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, _MEMINFO.size)
+            unread, rcvbuf = cast(tuple[int, int], _MEMINFO.unpack(meminfo))
+        except OSError:
+            return len(batch)  # no read-out, no shedding
+        truesize = sum(len(read[0]) for read in batch) + len(batch) * SKB_OVERHEAD
+        waiting = len(self._rx) + unread * len(batch) // truesize
+        bound = min(self.shed_backlog, int(rcvbuf * SHED_BUFFER_SHARE) * len(batch) // truesize)
+        return max(min(bound - waiting, len(batch)), 0)
+
+    def _read_failed(self, exc: OSError) -> None:
         if exc.errno in _GONE or exc.errno == errno.ENOTCONN:  # one-to-one: association died
             self._hang_up()
-            return False
+            return
         raise exc
 
     def _take(self, data: bytes, raw: bytes | None, flags: int, source: object) -> None:
@@ -301,7 +355,7 @@ class SctpTransport:
         ppid = _ntohl(ppid)
         self.stats.messages_in += 1
         self.traffic.count(assoc_id, IN, ppid, stream, len(whole))
-        direct = self.direct
+        direct = self.overloaded if self._shedding else self.direct
         if direct is not None and not self._rx and direct(assoc_id, ppid, whole, self._read_at):
             return
         self._rx.append(_message(whole, s.unpack_rcvinfo(rcvinfo), source))
@@ -385,7 +439,8 @@ class SctpTransport:
 
     def flush_held(self) -> None:
         """Send every held message: all but each association's last with MSG_MORE (the
-        kernel holds them to bundle), then the lasts without, which sends the bundles.
+        kernel holds them to bundle; at most MAX_CORKED in a row), then the lasts
+        without, which sends the bundles.
         A burst the kernel pushes back on is queued from there (nobody awaits it); one
         whose association is gone is counted (the notification that follows reports it)."""
         self._held_armed = False
@@ -510,7 +565,8 @@ def _send_each(
     sock: socket.socket, bursts: list[list[_Held]], more: int
 ) -> tuple[int, list[tuple[int, int, int]] | None]:
     """The reference for sigmw.io._mmsg.send_bursts (and the fallback without it): a
-    sendmsg a message, all but each burst's last with `more`. Returns how many were
+    sendmsg a message, all but each burst's last with `more`, and never more than
+    MAX_CORKED in a row. Returns how many were
     sent and, if not all, (burst index, how many of it were sent, errno) for each burst
     stopped by a failure."""
     sent = 0
@@ -518,8 +574,9 @@ def _send_each(
     for index, burst in enumerate(bursts):
         last = len(burst) - 1
         for i, (data, cmsgs) in enumerate(burst):
+            corked = i < last and i % MAX_CORKED != MAX_CORKED - 1
             try:
-                sock.sendmsg([data], cmsgs, more if i < last else 0)
+                sock.sendmsg([data], cmsgs, more if corked else 0)
             except OSError as exc:
                 stopped.append((index, i, exc.errno or errno.EIO))
                 break

@@ -74,6 +74,10 @@ class SctpTuning:
     """Our preferred destination address of the peer (SCTP_PRIMARY_ADDR)."""
     peer_primary: Address | None = None
     """Ask the peer to send to this local address of ours (needs ASCONF on both sides)."""
+    receive_buffer: int | None = None
+    """Socket receive buffer in bytes, as SO_RCVBUF reports it (socket-wide)."""
+    send_buffer: int | None = None
+    """Socket send buffer in bytes, as SO_SNDBUF reports it (socket-wide)."""
 
 
 def tuning_for(timers: Timers, sack_delay_ms: int | None = 20) -> SctpTuning:

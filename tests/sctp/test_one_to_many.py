@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+from collections.abc import Callable
 
 import pytest
 
@@ -155,6 +156,62 @@ async def test_a_burst_beyond_the_send_buffer_waits_in_order_and_none_is_lost(
     assert client.pending_sends() == 0 and client.stats.send_failed == 0
     for ep in (*servers, client):
         ep.close()
+
+
+async def _until(done: Callable[[], bool], timeout: float = 20.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not done():
+            await asyncio.sleep(0.01)
+
+
+async def test_reads_past_the_shed_bound_go_to_the_overloaded_hook(io_path: str) -> None:
+    """A full read that finds more waiting than the bound (counted from what the kernel
+    holds unread) hands the reads past the bound to `overloaded` (the relay answers
+    those requests 3004) and the rest to `direct`; nothing is lost, each keeps order."""
+    server = await SctpEndpoint.open([(LO, 0)])
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    assoc = (await client.connect([(LO, server.port)], timeout=10)).assoc_id
+    await assoc_event(server, AssocChangeState.COMM_UP)
+    usual: list[int] = []
+    shed: list[int] = []
+
+    def taking_into(seen: list[int]) -> Callable[[int, int, bytes, float], bool]:
+        def take(_assoc: int, _ppid: int, data: bytes, _now: float) -> bool:
+            seen.append(int(data[:6]))
+            return True
+
+        return take
+
+    server.direct, server.overloaded = taking_into(usual), taking_into(shed)
+    server.shed_backlog = 100
+    for i in range(50):  # read as it comes, never a full read: nothing is shed
+        assert client.try_send(b"%06d" % i + b"r" * 100, assoc, 1, 46)
+    await _until(lambda: len(usual) == 50)
+    assert shed == []
+    # The reader falls behind: 400 messages wait in the kernel, then it reads again.
+    loop = asyncio.get_running_loop()
+    loop.remove_reader(server.sock.fileno())
+    count = 400
+    for i in range(50, 50 + count):
+        assert client.try_send(b"%06d" % i + b"r" * 100, assoc, 1, 46)
+    await asyncio.sleep(0.5)
+    loop.add_reader(server.sock.fileno(), server._on_readable)
+    await _until(lambda: len(usual) + len(shed) == 50 + count)
+    assert sorted(usual + shed) == list(range(50 + count))
+    assert usual == sorted(usual) and shed == sorted(shed)
+    assert len(shed) >= 3 * 64  # the deep part of the backlog
+    assert len(usual) - 50 >= 64  # the last of it, once under the bound
+    server.close()
+    client.close()
+
+
+async def test_socket_buffers_are_set_as_configured() -> None:
+    tuning = SctpTuning(receive_buffer=4 * 1024 * 1024, send_buffer=1024 * 1024)
+    ep = await SctpEndpoint.open([(LO, 0)], tuning)
+    # Root here: past net.core.rmem_max (208 KiB on this kernel), as reported.
+    assert ep.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 4 * 1024 * 1024
+    assert ep.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 1024 * 1024
+    ep.close()
 
 
 async def test_direct_hook_takes_whole_messages_and_queues_what_it_declines(io_path: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 from sigmw.config import model as m
 from sigmw.config.loader import ConfigError, load_config, parse_config
 from sigmw.config.report import render, warnings
+from sigmw.io.daemon import tuning_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,7 +62,22 @@ def test_defaults_are_filled_in() -> None:
     assert peer.sctp.heartbeat == m.Heartbeat(200, True)
     assert (peer.sctp.path_max_retrans, peer.sctp.assoc_max_retrans) == (2, 4)
     assert peer.sctp.nodelay is True
+    assert (peer.sctp.receive_buffer, peer.sctp.send_buffer) == (2 * 1024 * 1024, 0)
     assert not warnings(peer)
+
+
+def test_socket_buffers_are_read_and_reach_the_endpoint_tuning() -> None:
+    config = parse_config(
+        BASE.replace(
+            "      rto:", "      receive_buffer: 4194304\n      send_buffer: 0\n      rto:"
+        )
+    )
+    peer = config.peers[0]
+    assert (peer.sctp.receive_buffer, peer.sctp.send_buffer) == (4194304, 0)
+    endpoint = tuning_of(peer.sctp, endpoint=True)
+    assert (endpoint.receive_buffer, endpoint.send_buffer) == (4194304, None)  # 0: kernel's
+    association = tuning_of(peer.sctp, endpoint=False)  # socket-wide: never per association
+    assert (association.receive_buffer, association.send_buffer) == (None, None)
 
 
 BAD = [
@@ -115,6 +131,12 @@ BAD = [
         "      rto:",
         "      streams: {outbound: 0}\n      rto:",
         "peers.yaml:18: peers[far].sctp.streams.outbound: 0 is out of range; allowed: 1 to 65535",
+    ),
+    (
+        "      rto:",
+        "      receive_buffer: -1\n      rto:",
+        "peers.yaml:18: peers[far].sctp.receive_buffer: -1 is out of range; "
+        "allowed: 0 to 1073741824",
     ),
     ("to: [far]", "to: [near]", "peers.yaml:21: routes.ppid[0].to: no peer named 'near'"),
     (

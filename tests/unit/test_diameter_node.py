@@ -32,6 +32,7 @@ from sigmw.diameter.node import (
 from sigmw.diameter.peer_fsm import PeerState
 from sigmw.diameter.relay import Send
 from sigmw.diameter.watchdog import WatchdogState
+from sigmw.routing.streams import session_stream
 
 ME = local.LocalIdentity(b"relay.test", b"test", 7)
 NODE = DiameterNode("relay.test", "test", watchdog=6000, request_timeout=2000)
@@ -294,6 +295,28 @@ def test_shed_request_answers_only_application_requests_3004() -> None:
     assert c.shed_request(("lst", 1), bytes(dwr.as_bytes()), 1.0) == []  # management: never
     assert c.shed_request(("srv", 1), dwa_for(dwr), 1.0) == []  # answers: never
     assert c.shed_request(("nobody", 1), ccr("s;9", 42), 1.0) == []  # no open peer
+    assert c.relay.pending_count() == 0 and c.relay.stats["shed_3004"] == 1
+
+
+def test_busy_reply_is_the_3004_and_its_stream_for_application_requests_only() -> None:
+    """What SCTP sheds at the read: the answer and the stream back, no output object."""
+    c = core()
+    open_server(c)
+    open_client(c)
+    reply = c.busy_reply(("lst", 1), ccr("s;9", 41), 1.0)
+    assert reply is not None
+    data, stream = reply
+    answer = Message.from_bytes(data)
+    assert answer.result_code == 3004 and answer.header.hop_by_hop_identifier == 41
+    assert answer.session_id == "s;9"
+    outbound = c.relay.peers["client"].outbound
+    assert stream == session_stream(b"s;9", outbound)
+    dwr = DeviceWatchdogRequest()
+    dwr.origin_host, dwr.origin_realm = b"client.test", b"test"
+    assert c.busy_reply(("lst", 1), bytes(dwr.as_bytes()), 1.0) is None  # management: never
+    assert c.busy_reply(("srv", 1), dwa_for(dwr), 1.0) is None  # answers: never
+    assert c.busy_reply(("srv", 1), ccr("s;9", 43)[:12], 1.0) is None  # not even a header
+    assert c.busy_reply(("nobody", 1), ccr("s;9", 42), 1.0) is None  # no open peer
     assert c.relay.pending_count() == 0 and c.relay.stats["shed_3004"] == 1
 
 

@@ -126,6 +126,21 @@ def test_every_burst_is_sent_in_order(
     assert sorted(got) == sorted(data for burst in bursts for data, _ in burst)
 
 
+def test_bursts_longer_than_a_round_keep_their_order(
+    sender: Sender, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """Over MAX_CORKED messages a burst is sent in rounds (MSG_MORE is never held on
+    for longer): each burst's order still holds, and every message leaves."""
+    a, b = pair
+    a.setblocking(False)
+    sizes = {b"a": 70, b"b": 33, b"c": 1, b"d": 64}
+    bursts: list[Burst] = [[(key + b"%03d" % i, []) for i in range(n)] for key, n in sizes.items()]
+    assert sender(a, bursts, socket.MSG_MORE) == (sum(sizes.values()), None)
+    got = _drain(b)
+    for key, n in sizes.items():
+        assert [data for data in got if data[:1] == key] == [key + b"%03d" % i for i in range(n)]
+
+
 def test_a_failure_stops_its_burst_and_the_others_go_on(
     sender: Sender, pair: tuple[socket.socket, socket.socket]
 ) -> None:
