@@ -295,8 +295,8 @@ class SctpTransport:
         estimated from the batch's mean size, unread in the kernel) are counted.
 
         The bound is `shed_backlog` messages, or fewer when that many would not fit in
-        SHED_BUFFER_SHARE of the socket's receive buffer: beyond that the kernel's flow
-        control slows the peers, whose requests then time out in their own queues."""
+        SHED_BUFFER_SHARE of the socket's receive buffer (see there: past it the kernel
+        drops, and the peers' retransmission timers decide the latency)."""
         try:
             meminfo = self.sock.getsockopt(socket.SOL_SOCKET, SO_MEMINFO, _MEMINFO.size)
             unread, rcvbuf = cast(tuple[int, int], _MEMINFO.unpack(meminfo))

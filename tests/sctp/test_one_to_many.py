@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from sigmw.core.errors import AssociationGoneError, SctpBindError
-from sigmw.io import transport
+from sigmw.io import sockapi, transport
 from sigmw.io.endpoint import AssociationFailedError, SctpEndpoint
 from sigmw.io.transport import Message, send_cmsgs
 from sigmw.sctp.constants import AssocChangeState, ErrorCause, SendFlag
@@ -212,6 +214,18 @@ async def test_socket_buffers_are_set_as_configured() -> None:
     assert ep.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 4 * 1024 * 1024
     assert ep.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 1024 * 1024
     ep.close()
+
+
+def test_without_cap_net_admin_a_buffer_is_what_rmem_max_allows() -> None:
+    rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    sock = sockapi.new_socket(socket.AF_INET, one_to_many=True)
+    os.seteuid(65534)  # the effective capabilities go with euid 0, and come back with it
+    try:
+        got = sockapi.set_buffer(sock, True, 4 * 1024 * 1024)
+    finally:
+        os.seteuid(0)
+    assert got == 2 * rmem_max < 4 * 1024 * 1024
+    sock.close()
 
 
 async def test_direct_hook_takes_whole_messages_and_queues_what_it_declines(io_path: str) -> None:

@@ -108,37 +108,24 @@ def sender(request: pytest.FixtureRequest) -> Sender:
     return SENDERS[request.param]
 
 
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        {b"a": 3, b"b": 1, b"c": 2},
+        {b"a": 70, b"b": 33, b"c": 1, b"d": 64},  # past MAX_CORKED: sent in rounds
+    ],
+)
 def test_every_burst_is_sent_in_order(
-    sender: Sender, pair: tuple[socket.socket, socket.socket]
+    sender: Sender, pair: tuple[socket.socket, socket.socket], sizes: dict[bytes, int]
 ) -> None:
     a, b = pair
     a.setblocking(False)
-    bursts: list[Burst] = [
-        [(b"a1", []), (b"a2", []), (b"a3", [])],
-        [(b"b1", [])],
-        [(b"c1", []), (b"c2", [])],
-    ]
-    assert sender(a, bursts, socket.MSG_MORE) == (6, None)
-    got = _drain(b)
-    for burst in bursts:  # within a burst the order holds (across bursts it may differ)
-        sent = [data for data, _ in burst]
-        assert [data for data in got if data[:1] == sent[0][:1]] == sent
-    assert sorted(got) == sorted(data for burst in bursts for data, _ in burst)
-
-
-def test_bursts_longer_than_a_round_keep_their_order(
-    sender: Sender, pair: tuple[socket.socket, socket.socket]
-) -> None:
-    """Over MAX_CORKED messages a burst is sent in rounds (MSG_MORE is never held on
-    for longer): each burst's order still holds, and every message leaves."""
-    a, b = pair
-    a.setblocking(False)
-    sizes = {b"a": 70, b"b": 33, b"c": 1, b"d": 64}
     bursts: list[Burst] = [[(key + b"%03d" % i, []) for i in range(n)] for key, n in sizes.items()]
     assert sender(a, bursts, socket.MSG_MORE) == (sum(sizes.values()), None)
     got = _drain(b)
-    for key, n in sizes.items():
+    for key, n in sizes.items():  # each burst's order holds, and every message leaves
         assert [data for data in got if data[:1] == key] == [key + b"%03d" % i for i in range(n)]
+    assert len(got) == sum(sizes.values())
 
 
 def test_a_failure_stops_its_burst_and_the_others_go_on(
