@@ -260,24 +260,26 @@ class DiameterCore:
 
     def shed_request(self, conn: ConnId, data: bytes, now: float) -> list[Send]:
         """A 3004 for an application request on an open connection; [] for anything else."""
-        c = self.conns.get(conn)
-        slot = c.fast if c is not None else None
-        request = len(data) >= 20 and data[4] & FLAG_REQUEST and data[5:8] not in _MANAGEMENT_CODES
-        if slot is None or not request:
-            return []
-        slot.last_rx = now
-        return self.relay.too_busy(slot.info.name, data)
+        origin = self._shed_origin(conn, data, now)
+        return [] if origin is None else self.relay.too_busy(origin, data)
 
     def busy_reply(self, conn: ConnId, data: bytes, now: float) -> tuple[bytes, int] | None:
         """shed_request without the output object, for shedding at the SCTP read: the 3004
         answer and the stream it goes back on, or None (not an application request on
         an open connection: the message takes the usual way)."""
+        origin = self._shed_origin(conn, data, now)
+        return None if origin is None else self.relay.busy_reply(origin, data)
+
+    def _shed_origin(self, conn: ConnId, data: bytes, now: float) -> str | None:
+        """The peer an application request on an open connection came from (it counts as
+        traffic from that peer); None for anything else."""
         c = self.conns.get(conn)
         slot = c.fast if c is not None else None
-        if slot is None or len(data) < 20 or data[5:8] in _MANAGEMENT_CODES:
+        request = len(data) >= 20 and data[4] & FLAG_REQUEST and data[5:8] not in _MANAGEMENT_CODES
+        if slot is None or not request:
             return None
         slot.last_rx = now
-        return self.relay.busy_reply(slot.info.name, data)  # None for an answer
+        return slot.info.name
 
     def _received_slowly(self, c: _Conn, conn: ConnId, data: bytes, now: float) -> list[Output]:
         """Everything but application traffic on an open connection whose watchdog is OKAY."""
