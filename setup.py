@@ -1,6 +1,7 @@
-"""Build the optional C speedups (sigmw/diameter/_speedups.c, sigmw/io/_mmsg.c); everything
-else is in pyproject.toml. Without a C compiler the install still succeeds (optional=True) and
-sigmw runs on the pure-Python reference code, only slower (the daemon logs which)."""
+"""Build the optional C speedups (sigmw/diameter/_speedups.c with _hotpath.c, and
+sigmw/io/_mmsg.c); everything else is in pyproject.toml. Without a C compiler the install
+still succeeds (optional=True) and sigmw runs on the pure-Python reference code, only slower
+(the daemon logs which)."""
 
 from setuptools import Extension, setup
 
@@ -8,7 +9,8 @@ setup(
     ext_modules=[
         Extension(
             "sigmw.diameter._speedups",
-            ["sigmw/diameter/_speedups.c"],
+            ["sigmw/diameter/_speedups.c", "sigmw/diameter/_hotpath.c"],
+            depends=["sigmw/diameter/_speedups.h"],
             extra_compile_args=["-O2"],
             optional=True,
         ),

@@ -10,15 +10,13 @@
  *
  * Why C: on the relay's hot path these walks cost about a third of a relayed
  * request + answer in CPython (measured with py-spy; see docs/benchmark.md).
+ *
+ * _hotpath.c, the module's second file, has the relay's usual request and answer.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <stdint.h>
 #include <string.h>
 
-#define HEADER_LEN 20
-#define FLAG_REQUEST 0x80
-#define FLAG_ERROR 0x20
+#include "_speedups.h"
+
 #define FLAGS_RESERVED 0x0F
 #define AVP_VENDOR_BIT 0x80
 
@@ -34,11 +32,6 @@
 #define ORIGIN_REALM 296
 #define EXPERIMENTAL_RESULT 297
 #define EXPERIMENTAL_RESULT_CODE 298
-
-static inline uint32_t be32(const unsigned char *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
 
 /* Append a new bytes object to a tuple held in *slot (tuples, as wire.Scanned keeps them). */
 static int tuple_append(PyObject **slot, const char *data, Py_ssize_t len)
@@ -214,6 +207,13 @@ static int64_t result_in(const unsigned char *d, Py_ssize_t off, Py_ssize_t end,
     return -1;
 }
 
+PyObject *sigmw_scan(PyObject *data) { return scan(NULL, data); }
+
+int64_t sigmw_result_code(const unsigned char *d, Py_ssize_t len)
+{
+    return result_in(d, HEADER_LEN, len, RESULT_CODE);
+}
+
 /* result_code(data: bytes) -> int | None, as wire.result_code. */
 static PyObject *result_code(PyObject *self, PyObject *arg)
 {
@@ -341,4 +341,10 @@ static struct PyModuleDef module = {
     methods,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__speedups(void)
+{
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && sigmw_hotpath_init(m) < 0)
+        Py_CLEAR(m);
+    return m;
+}

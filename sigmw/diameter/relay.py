@@ -12,6 +12,10 @@ OKAY) every request pending on it is re-sent to an alternate peer with the T fla
 (RFC 6733 5.5.4) under a new hop-by-hop id: a late answer from the failed peer
 then matches nothing and is dropped, so the client gets exactly one answer. A
 request unanswered for Tx is re-sent once the same way, then answered 3002.
+
+With the C speedups built, the usual request and the usual answer are handled by
+`_speedups.RelayHot` (_hotpath.c) on the same tables; the methods here are the
+reference, and run for everything else.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from sigmw.diameter.codes import (
     Avp,
     ResultCode,
 )
+from sigmw.diameter.wire import c_speedups as _c
 from sigmw.routing.diameter import NoPeer, RealmTable, Usable
 from sigmw.routing.streams import Spreader, session_stream
 
@@ -64,7 +69,7 @@ class Send:
 
 
 @dataclass(slots=True)
-class _Pending:
+class _Pending:  # the C Pending (_hotpath.c) when the speedups are built: see _new_pending
     origin: str
     """Peer the request came from."""
     origin_hbh: int
@@ -86,7 +91,7 @@ class _Pending:
 
 
 @dataclass(slots=True)
-class _Peer:
+class _Peer:  # the C Peer when the speedups are built: see _new_peer
     host: bytes
     """Origin-Host learned in the capabilities exchange, lower-cased."""
     outbound: int
@@ -97,6 +102,11 @@ class _Peer:
     """Requests in flight to this peer."""
     route_record: bytes = b""
     """The Route-Record AVP naming it: its Origin-Host as received (RFC 6733 6.7.1)."""
+
+
+# With the C speedups, the records are C structs that RelayHot reads and writes directly.
+_new_pending: type[_Pending] = _c.Pending if _c is not None else _Pending
+_new_peer: type[_Peer] = _c.Peer if _c is not None else _Peer
 
 
 class Relay:
@@ -136,13 +146,32 @@ class Relay:
         """Requests received from clients, by command code (OTHER beyond MAX_LABELS)."""
         self.answers: dict[tuple[int, int, str], int] = {}
         """Answers sent to clients: (command, result code, 'relayed' or 'local')."""
+        self._hot: Any = None
+        """_speedups.RelayHot on these same tables, or None (pure Python)."""
+        if _c is not None:
+            self._hot = _c.RelayHot(
+                self._pending,
+                self.peers,
+                self.table.cache,
+                self.requests,
+                self.answers,
+                self.latency,
+                Send,
+                self._me,
+                self._tx,
+                node.max_pending,
+                self._next_hbh,
+                node.redirect is _FOLLOW,
+            )
 
     @property
     def stats(self) -> Counter[str]:
         """Event counts by name: relayed_requests, answered_locally_3002, unmatched_answers, ...
         (the live Counter: others add their own events to it)."""
-        self._stats["relayed_requests"] = self._relayed_requests
-        self._stats["relayed_answers"] = self._relayed_answers
+        hot = self._hot
+        from_c = (hot.relayed_requests, hot.relayed_answers) if hot is not None else (0, 0)
+        self._stats["relayed_requests"] = self._relayed_requests + from_c[0]
+        self._stats["relayed_answers"] = self._relayed_answers + from_c[1]
         self._stats["shed_3004"] = self._shed
         return self._stats
 
@@ -150,7 +179,7 @@ class Relay:
 
     def peer_open(self, name: str, origin_host: bytes, outbound_streams: int) -> None:
         record = wire.encode_avp(Avp.ROUTE_RECORD, origin_host)
-        self.peers[name] = _Peer(origin_host.lower(), outbound_streams, route_record=record)
+        self.peers[name] = _new_peer(origin_host.lower(), outbound_streams, route_record=record)
         self._by_host[origin_host.lower()] = name
 
     def peer_usable(
@@ -172,6 +201,8 @@ class Relay:
 
     def set_routes(self, routes: tuple[DiameterRoute, ...]) -> None:
         self.table = RealmTable(routes)
+        if self._hot is not None:
+            self._hot.cache = self.table.cache
 
     def pending_count(self) -> int:
         return len(self._pending)
@@ -184,7 +215,20 @@ class Relay:
 
     # --- requests ---------------------------------------------------------------------
 
+    def _take_hbh(self) -> int:
+        """A fresh hop-by-hop id (RelayHot keeps the counter when it is there)."""
+        if self._hot is not None:
+            return self._hot.take_hbh()  # type: ignore[no-any-return]
+        hbh = self._next_hbh
+        self._next_hbh = (hbh + 1) & 0xFFFFFFFF
+        return hbh
+
     def on_request(self, origin: str, data: bytes, now: float) -> list[Send]:
+        hot = self._hot
+        if hot is not None:
+            sends = hot.request(origin, data, now)
+            if sends is not None:
+                return sends  # type: ignore[no-any-return]
         try:
             meta = wire.scan(data)
         except wire.DiameterError as exc:
@@ -212,12 +256,11 @@ class Relay:
         if isinstance(target, NoPeer):
             return self._answer_locally(origin, meta, *_FAILURES[target])
         # One copy: new length, new hop-by-hop id, Route-Record appended.
-        hbh = self._next_hbh
-        self._next_hbh = (hbh + 1) & 0xFFFFFFFF
+        hbh = self._take_hbh()
         record = self.peers[origin].route_record
         size = (len(data) + len(record)).to_bytes(3, "big")
         msg = b"".join((data[:1], size, data[4:12], _U32.pack(hbh), data[16:], record))
-        self._pending[hbh] = _Pending(
+        self._pending[hbh] = _new_pending(
             origin, header.hop_by_hop, target, msg, meta, now + self._tx, now
         )
         peer = self.peers[target]
@@ -261,8 +304,7 @@ class Relay:
     def _forward(self, p: _Pending, retransmit: bool = False) -> Send:
         """Send a pending request again (redirect, failover) under a fresh hop-by-hop id;
         with the T flag after a failover or timeout (RFC 6733 5.5.4)."""
-        hbh = self._next_hbh
-        self._next_hbh = (hbh + 1) & 0xFFFFFFFF
+        hbh = self._take_hbh()
         msg = bytearray(p.request)
         wire.set_hop_by_hop(msg, hbh)
         if retransmit:
@@ -320,6 +362,11 @@ class Relay:
 
     def on_answer(self, peer: str, data: bytes, now: float) -> list[Send]:
         """The hot path of answers: the header's few fields, the pending entry, one copy."""
+        hot = self._hot
+        if hot is not None:
+            sends = hot.answer(peer, data, now)
+            if sends is not None:
+                return sends  # type: ignore[no-any-return]
         if len(data) < HEADER_LEN or _U32.unpack_from(data)[0] != _VERSION_1 | len(data):
             try:
                 wire.parse_header(data)  # to name what is wrong

@@ -37,6 +37,9 @@ class _Rule:
     """Targets grouped by priority, best first."""
     only: str | None = None
     """The peer, when the rule has just one (the common case: no loop to run)."""
+    lead: str | None = None
+    """The peer of the best priority when it is alone there: whenever it is usable, the
+    choice (read by the relay's C hot path)."""
 
 
 class NoPeer(Enum):
@@ -71,10 +74,17 @@ class RealmTable:
                     )
                 ),
                 r.to[0].peer if len(r.to) == 1 else None,
+                _lead(r.to),
             )
             for r in routes
         ]
         self._cache: dict[tuple[bytes, int, bytes | None], _Rule | None] = {}
+
+    @property
+    def cache(self) -> dict[tuple[bytes, int, bytes | None], _Rule | None]:
+        """Rules already looked up, by (realm, application, origin realm) as read off the
+        wire; read by the relay's C hot path, which takes only a cached rule with one peer."""
+        return self._cache
 
     def _rule(self, realm: bytes, app_id: int, origin_realm: bytes | None) -> _Rule | None:
         key = (realm, app_id, origin_realm)
@@ -129,6 +139,12 @@ class RealmTable:
             if ready:
                 return ready[0].peer if len(ready) == 1 else _rendezvous(ready, key)
         return _ALL_BUSY if busy else _NO_LIVE_PEER
+
+
+def _lead(targets: tuple[RouteTarget, ...]) -> str | None:
+    best = min(t.priority for t in targets)
+    first = [t for t in targets if t.priority == best]
+    return first[0].peer if len(first) == 1 else None
 
 
 _MASK64 = (1 << 64) - 1

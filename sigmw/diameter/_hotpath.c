@@ -1,0 +1,630 @@
+/*
+ * The relay's usual request and usual answer in C (part of sigmw.diameter._speedups).
+ *
+ * relay.Relay.on_request and on_answer stay the reference. RelayHot.request and
+ * RelayHot.answer take only the usual case and leave the same state and return the same
+ * sends as the Python code would; for anything else they return None before touching
+ * any state, and the Python code runs instead:
+ *
+ *   request: well formed, proxiable, no Destination-Host, no Route-Record, not our own,
+ *            a command already counted, a cached route rule whose best priority has a
+ *            single peer, that peer up and under its pending bound (then it is the
+ *            choice whatever the other priorities hold), and a Session-Id when it has
+ *            streams;
+ *   answer:  the header's length right, the hop-by-hop id pending on the peer it came
+ *            from, no E bit when redirects are followed, the client still open, a
+ *            (command, result) already counted, and a Session-Id when it has streams.
+ *
+ * Pending and Peer are the relay's records as C structs (Python sees their fields as
+ * attributes), so that both paths share one pending table and one set of peers.
+ *
+ * Why C: the Python of those two methods was about 70% of the CPU of a relayed request +
+ * answer (docs/benchmark.md).
+ */
+#include <stddef.h>
+#include <string.h>
+
+#include "_speedups.h"
+#include <structmember.h>
+
+/* --- CRC-32 (zlib's: reflected polynomial 0xEDB88320), for session -> stream --------- */
+
+static uint32_t crc_table[256];
+
+static void crc_init(void)
+{
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[n] = c;
+    }
+}
+
+static uint32_t crc32_of(const unsigned char *p, Py_ssize_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    while (n-- > 0)
+        c = crc_table[(c ^ *p++) & 0xFF] ^ (c >> 8);
+    return c ^ 0xFFFFFFFFu;
+}
+
+/* routing.streams.session_stream for a bytes key and more than one outbound stream. */
+static long session_stream(PyObject *key, int outbound)
+{
+    uint32_t c = crc32_of((const unsigned char *)PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key));
+    return (long)(c % (uint32_t)(outbound - 1)) + 1;
+}
+
+static PyObject *crc32_py(PyObject *self, PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "crc32() takes bytes");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong(
+        crc32_of((const unsigned char *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg)));
+}
+
+/* --- Pending: relay._Pending ---------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *origin;  /* str */
+    PyObject *target;  /* str */
+    PyObject *request; /* bytes */
+    PyObject *meta;    /* wire.Scanned */
+    double deadline;
+    double received;
+    unsigned int origin_hbh;
+    char resent;
+    char redirected;
+} Pending;
+
+static PyMemberDef pending_members[] = {
+    {"origin", T_OBJECT_EX, offsetof(Pending, origin), 0, "Peer the request came from."},
+    {"origin_hbh", T_UINT, offsetof(Pending, origin_hbh), 0, "Its hop-by-hop id there."},
+    {"target", T_OBJECT_EX, offsetof(Pending, target), 0, "Peer it was sent to."},
+    {"request", T_OBJECT_EX, offsetof(Pending, request), 0, "The bytes as forwarded."},
+    {"meta", T_OBJECT_EX, offsetof(Pending, meta), 0, "What the router read."},
+    {"deadline", T_DOUBLE, offsetof(Pending, deadline), 0, "When Tx expires."},
+    {"received", T_DOUBLE, offsetof(Pending, received), 0, "When the request arrived."},
+    {"resent", T_BOOL, offsetof(Pending, resent), 0, "Already re-sent once."},
+    {"redirected", T_BOOL, offsetof(Pending, redirected), 0, "A redirect was followed."},
+    {NULL},
+};
+
+static int pending_init(Pending *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"origin",   "origin_hbh", "target",     "request", "meta",
+                            "deadline", "received",   "resent", "redirected", NULL};
+    PyObject *origin, *target, *request, *meta;
+    unsigned long hbh;
+    int resent = 0, redirected = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OkOOOdd|pp", names, &origin, &hbh, &target,
+                                     &request, &meta, &self->deadline, &self->received, &resent,
+                                     &redirected))
+        return -1;
+    self->origin_hbh = (unsigned int)hbh;
+    Py_XSETREF(self->origin, Py_NewRef(origin));
+    Py_XSETREF(self->target, Py_NewRef(target));
+    Py_XSETREF(self->request, Py_NewRef(request));
+    Py_XSETREF(self->meta, Py_NewRef(meta));
+    self->resent = (char)resent;
+    self->redirected = (char)redirected;
+    return 0;
+}
+
+static void pending_dealloc(Pending *self)
+{
+    Py_XDECREF(self->origin);
+    Py_XDECREF(self->target);
+    Py_XDECREF(self->request);
+    Py_XDECREF(self->meta);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject PendingType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sigmw.diameter._speedups.Pending",
+    .tp_doc = "relay._Pending: a relayed request waiting for its answer.",
+    .tp_basicsize = sizeof(Pending),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)pending_init,
+    .tp_dealloc = (destructor)pending_dealloc,
+    .tp_members = pending_members,
+};
+
+/* --- Peer: relay._Peer ----------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *host;         /* bytes, lower-cased */
+    PyObject *route_record; /* bytes: the Route-Record AVP naming the peer */
+    Py_ssize_t pending;
+    int outbound;
+    char usable;
+} Peer;
+
+static PyMemberDef peer_members[] = {
+    {"host", T_OBJECT_EX, offsetof(Peer, host), 0, "Origin-Host, lower-cased."},
+    {"outbound", T_INT, offsetof(Peer, outbound), 0, "Negotiated outbound streams."},
+    {"usable", T_BOOL, offsetof(Peer, usable), 0, "False while the watchdog says SUSPECT/DOWN."},
+    {"pending", T_PYSSIZET, offsetof(Peer, pending), 0, "Requests in flight to this peer."},
+    {"route_record", T_OBJECT_EX, offsetof(Peer, route_record), 0, "Route-Record naming it."},
+    {NULL},
+};
+
+static int peer_init(Peer *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"host", "outbound", "usable", "pending", "route_record", NULL};
+    PyObject *host, *record = NULL;
+    int usable = 1;
+    self->pending = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "Oi|pnO", names, &host, &self->outbound, &usable,
+                                     &self->pending, &record))
+        return -1;
+    Py_XSETREF(self->host, Py_NewRef(host));
+    Py_XSETREF(self->route_record, record ? Py_NewRef(record) : PyBytes_FromStringAndSize("", 0));
+    self->usable = (char)usable;
+    return self->route_record == NULL ? -1 : 0;
+}
+
+static void peer_dealloc(Peer *self)
+{
+    Py_XDECREF(self->host);
+    Py_XDECREF(self->route_record);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject PeerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sigmw.diameter._speedups.Peer",
+    .tp_doc = "relay._Peer: an open peer as the relay sees it.",
+    .tp_basicsize = sizeof(Peer),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)peer_init,
+    .tp_dealloc = (destructor)peer_dealloc,
+    .tp_members = peer_members,
+};
+
+/* --- RelayHot ----------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *pending;  /* dict: hop-by-hop id -> Pending (Relay._pending) */
+    PyObject *peers;    /* dict: name -> Peer (Relay.peers) */
+    PyObject *cache;    /* RealmTable.cache: (realm, app, origin realm) -> rule or None */
+    PyObject *requests; /* dict: command -> count (Relay.requests) */
+    PyObject *answers;  /* dict: (command, result, source) -> count (Relay.answers) */
+    PyObject *latency;  /* core.histogram.Histogram (Relay.latency) */
+    PyObject *send;     /* relay.Send */
+    PyObject *me;       /* bytes: our Origin-Host, lower-cased */
+    double tx;          /* request timeout, seconds */
+    Py_ssize_t max_pending;
+    unsigned long long relayed_requests, relayed_answers;
+    unsigned int next_hbh;
+    int follow; /* redirects are followed: an answer with the E bit takes the Python way */
+} RelayHot;
+
+static PyObject *s_lead, *s_counts, *s_bounds, *s_sum, *s_total, *s_relayed, *minus_one;
+
+static PyMemberDef hot_members[] = {
+    {"next_hbh", T_UINT, offsetof(RelayHot, next_hbh), 0, "The next hop-by-hop id to use."},
+    {"cache", T_OBJECT_EX, offsetof(RelayHot, cache), 0, "The routing table's rule cache."},
+    {"relayed_requests", T_ULONGLONG, offsetof(RelayHot, relayed_requests), READONLY,
+     "Requests relayed here."},
+    {"relayed_answers", T_ULONGLONG, offsetof(RelayHot, relayed_answers), READONLY,
+     "Answers relayed here."},
+    {NULL},
+};
+
+static int hot_init(RelayHot *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"pending", "peers",   "cache",       "requests", "answers", "latency",
+                            "send",    "me",      "tx",          "max_pending",
+                            "first_hbh", "follow_redirects", NULL};
+    PyObject *pending, *peers, *cache, *requests, *answers, *latency, *send, *me;
+    unsigned long first;
+    int follow;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!O!O!O!O!OOSdnkp", names, &PyDict_Type, &pending,
+                                     &PyDict_Type, &peers, &PyDict_Type, &cache, &PyDict_Type,
+                                     &requests, &PyDict_Type, &answers, &latency, &send, &me,
+                                     &self->tx, &self->max_pending, &first, &follow))
+        return -1;
+    Py_XSETREF(self->pending, Py_NewRef(pending));
+    Py_XSETREF(self->peers, Py_NewRef(peers));
+    Py_XSETREF(self->cache, Py_NewRef(cache));
+    Py_XSETREF(self->requests, Py_NewRef(requests));
+    Py_XSETREF(self->answers, Py_NewRef(answers));
+    Py_XSETREF(self->latency, Py_NewRef(latency));
+    Py_XSETREF(self->send, Py_NewRef(send));
+    Py_XSETREF(self->me, Py_NewRef(me));
+    self->next_hbh = (unsigned int)first;
+    self->follow = follow;
+    return 0;
+}
+
+static void hot_dealloc(RelayHot *self)
+{
+    Py_XDECREF(self->pending);
+    Py_XDECREF(self->peers);
+    Py_XDECREF(self->cache);
+    Py_XDECREF(self->requests);
+    Py_XDECREF(self->answers);
+    Py_XDECREF(self->latency);
+    Py_XDECREF(self->send);
+    Py_XDECREF(self->me);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* dict[key] += 1 for a count known to be there. */
+static int bump(PyObject *dict, PyObject *key, PyObject *count)
+{
+    PyObject *more = PyLong_FromSsize_t(PyLong_AsSsize_t(count) + 1);
+    if (more == NULL)
+        return -1;
+    int rc = PyDict_SetItem(dict, key, more);
+    Py_DECREF(more);
+    return rc;
+}
+
+/* bytes.lower() == lower, for ASCII (as bytes.lower() maps lead A-Z). */
+static int equals_lowered(PyObject *value, PyObject *lower)
+{
+    Py_ssize_t n = PyBytes_GET_SIZE(value);
+    if (n != PyBytes_GET_SIZE(lower))
+        return 0;
+    const unsigned char *a = (const unsigned char *)PyBytes_AS_STRING(value);
+    const unsigned char *b = (const unsigned char *)PyBytes_AS_STRING(lower);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = a[i] >= 'A' && a[i] <= 'Z' ? a[i] + 32 : a[i];
+        if (c != b[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* The Peer named `name`, borrowed; NULL (no error set) when there is none. */
+static Peer *peer_named(RelayHot *self, PyObject *name)
+{
+    PyObject *peer = PyDict_GetItemWithError(self->peers, name);
+    return peer != NULL && Py_IS_TYPE(peer, &PeerType) ? (Peer *)peer : NULL;
+}
+
+/* Histogram.observe: bisect_left over bounds, then counts, sum and total. */
+static int observe(PyObject *hist, double value)
+{
+    PyObject *bounds = PyObject_GetAttr(hist, s_bounds);
+    PyObject *counts = bounds ? PyObject_GetAttr(hist, s_counts) : NULL;
+    PyObject *sum = counts ? PyObject_GetAttr(hist, s_sum) : NULL;
+    PyObject *total = sum ? PyObject_GetAttr(hist, s_total) : NULL;
+    int rc = -1;
+    if (total == NULL || !PyTuple_Check(bounds) || !PyList_Check(counts))
+        goto done;
+    Py_ssize_t lo = 0, hi = PyTuple_GET_SIZE(bounds);
+    while (lo < hi) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        double bound = PyFloat_AsDouble(PyTuple_GET_ITEM(bounds, mid));
+        if (bound < value)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo >= PyList_GET_SIZE(counts))
+        goto done;
+    PyObject *n = PyLong_FromSsize_t(PyLong_AsSsize_t(PyList_GET_ITEM(counts, lo)) + 1);
+    PyObject *s = PyFloat_FromDouble(PyFloat_AsDouble(sum) + value);
+    PyObject *t = PyLong_FromSsize_t(PyLong_AsSsize_t(total) + 1);
+    if (n != NULL && s != NULL && t != NULL && PyList_SetItem(counts, lo, Py_NewRef(n)) == 0 &&
+        PyObject_SetAttr(hist, s_sum, s) == 0 && PyObject_SetAttr(hist, s_total, t) == 0)
+        rc = 0;
+    Py_XDECREF(n);
+    Py_XDECREF(s);
+    Py_XDECREF(t);
+done:
+    Py_XDECREF(bounds);
+    Py_XDECREF(counts);
+    Py_XDECREF(sum);
+    Py_XDECREF(total);
+    if (rc < 0 && !PyErr_Occurred())
+        PyErr_SetString(PyExc_TypeError, "latency is not a Histogram");
+    return rc;
+}
+
+/* [Send(peer, msg, stream)]; steals msg. */
+static PyObject *one_send(RelayHot *self, PyObject *peer, PyObject *msg, long stream)
+{
+    PyObject *s = PyLong_FromLong(stream);
+    if (s == NULL || msg == NULL) {
+        Py_XDECREF(s);
+        Py_XDECREF(msg);
+        return NULL;
+    }
+    PyObject *args[3] = {peer, msg, s};
+    PyObject *send = PyObject_Vectorcall(self->send, args, 3, NULL);
+    Py_DECREF(s);
+    Py_DECREF(msg);
+    if (send == NULL)
+        return NULL;
+    PyObject *out = PyList_New(1);
+    if (out == NULL) {
+        Py_DECREF(send);
+        return NULL;
+    }
+    PyList_SET_ITEM(out, 0, send);
+    return out;
+}
+
+#define FALL_BACK() do { if (PyErr_Occurred()) goto error; goto python; } while (0)
+
+/*
+ * request(origin: str, data: bytes, now: float) -> [Send] | None
+ *
+ * Relay.on_request for the usual request (see the top of this file); None otherwise.
+ */
+static PyObject *hot_request(RelayHot *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "request(origin, data: bytes, now)");
+        return NULL;
+    }
+    PyObject *origin = args[0], *data = args[1];
+    double now = PyFloat_AsDouble(args[2]);
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
+    PyObject *meta = sigmw_scan(data), *rule_key = NULL, *out = NULL;
+    if (meta == NULL)
+        return NULL;
+    if (meta == Py_None)
+        goto python; /* malformed: the Python scan names what is wrong */
+    PyObject *header = PyTuple_GET_ITEM(meta, 0);
+    PyObject *session = PyTuple_GET_ITEM(meta, 1), *realm = PyTuple_GET_ITEM(meta, 2);
+    PyObject *dhost = PyTuple_GET_ITEM(meta, 3), *ohost = PyTuple_GET_ITEM(meta, 4);
+    PyObject *orealm = PyTuple_GET_ITEM(meta, 5), *records = PyTuple_GET_ITEM(meta, 6);
+    PyObject *command = PyTuple_GET_ITEM(header, 3), *app = PyTuple_GET_ITEM(header, 4);
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
+    if (!(d[4] & FLAG_PROXIABLE) || dhost != Py_None || PyTuple_GET_SIZE(records) ||
+        realm == Py_None || (ohost != Py_None && equals_lowered(ohost, self->me)))
+        goto python;
+    PyObject *count = PyDict_GetItemWithError(self->requests, command);
+    if (count == NULL)
+        FALL_BACK();
+    rule_key = PyTuple_Pack(3, realm, app, orealm);
+    if (rule_key == NULL)
+        goto error;
+    PyObject *rule = PyDict_GetItemWithError(self->cache, rule_key);
+    if (rule == NULL || rule == Py_None)
+        FALL_BACK();
+    PyObject *lead = PyObject_GetAttr(rule, s_lead);
+    if (lead == NULL)
+        goto error;
+    Py_DECREF(lead); /* the rule, held by the cache, keeps it */
+    if (lead == Py_None || !PyUnicode_Check(lead))
+        goto python;
+    int same = PyObject_RichCompareBool(lead, origin, Py_EQ);
+    if (same != 0) {
+        if (same < 0)
+            goto error;
+        goto python;
+    }
+    Peer *target = peer_named(self, lead);
+    if (target == NULL || !target->usable || target->pending >= self->max_pending)
+        FALL_BACK();
+    Peer *from = peer_named(self, origin);
+    if (from == NULL || !PyBytes_Check(from->route_record))
+        FALL_BACK();
+    if (target->outbound > 1 && !PyBytes_Check(session))
+        goto python; /* sessionless: the spreader's turn, in Python */
+    long stream = target->outbound > 1 ? session_stream(session, target->outbound) : 0;
+    Py_INCREF(lead); /* a reload may drop the rule while the send is made */
+
+    /* The usual request: from here on, what Relay.on_request does. */
+    if (bump(self->requests, command, count) < 0)
+        goto error_only;
+    unsigned int hbh = self->next_hbh++;
+    Py_ssize_t len = PyBytes_GET_SIZE(data), rlen = PyBytes_GET_SIZE(from->route_record);
+    PyObject *msg = PyBytes_FromStringAndSize(NULL, len + rlen);
+    if (msg == NULL)
+        goto error_only;
+    unsigned char *m = (unsigned char *)PyBytes_AS_STRING(msg);
+    memcpy(m, d, len);
+    memcpy(m + len, PyBytes_AS_STRING(from->route_record), rlen);
+    size_t size = (size_t)(len + rlen);
+    m[1] = (unsigned char)(size >> 16), m[2] = (unsigned char)(size >> 8), m[3] = (unsigned char)size;
+    m[12] = (unsigned char)(hbh >> 24), m[13] = (unsigned char)(hbh >> 16);
+    m[14] = (unsigned char)(hbh >> 8), m[15] = (unsigned char)hbh;
+    Pending *p = PyObject_New(Pending, &PendingType);
+    if (p == NULL) {
+        Py_DECREF(msg);
+        goto error_only;
+    }
+    p->origin = Py_NewRef(origin);
+    p->target = Py_NewRef(lead);
+    p->request = Py_NewRef(msg);
+    p->meta = Py_NewRef(meta);
+    p->deadline = now + self->tx;
+    p->received = now;
+    p->origin_hbh = be32(d + 12);
+    p->resent = p->redirected = 0;
+    PyObject *key = PyLong_FromUnsignedLong(hbh);
+    int rc = key == NULL ? -1 : PyDict_SetItem(self->pending, key, (PyObject *)p);
+    Py_XDECREF(key);
+    Py_DECREF(p);
+    if (rc < 0) {
+        Py_DECREF(msg);
+        goto error_only;
+    }
+    target->pending++;
+    self->relayed_requests++;
+    out = one_send(self, lead, msg, stream);
+    Py_DECREF(lead);
+    Py_DECREF(rule_key);
+    Py_DECREF(meta);
+    return out;
+
+error_only:
+    Py_DECREF(lead);
+error:
+    Py_XDECREF(rule_key);
+    Py_DECREF(meta);
+    return NULL;
+python:
+    Py_XDECREF(rule_key);
+    Py_DECREF(meta);
+    Py_RETURN_NONE;
+}
+
+/*
+ * answer(peer: str, data: bytes, now: float) -> [Send] | None
+ *
+ * Relay.on_answer for the usual answer (see the top of this file); None otherwise.
+ */
+static PyObject *hot_answer(RelayHot *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "answer(peer, data: bytes, now)");
+        return NULL;
+    }
+    PyObject *peer = args[0], *data = args[1];
+    double now = PyFloat_AsDouble(args[2]);
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
+    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
+    Py_ssize_t len = PyBytes_GET_SIZE(data);
+    if (len < HEADER_LEN || be32(d) != ((1u << 24) | (uint32_t)len))
+        Py_RETURN_NONE;
+    if ((d[4] & FLAG_ERROR) && self->follow)
+        Py_RETURN_NONE;
+    PyObject *key = PyLong_FromUnsignedLong(be32(d + 12)), *count_key = NULL, *result = NULL;
+    if (key == NULL)
+        return NULL;
+    PyObject *found = PyDict_GetItemWithError(self->pending, key);
+    if (found == NULL || !Py_IS_TYPE(found, &PendingType))
+        FALL_BACK();
+    Pending *p = (Pending *)found;
+    if (p->target == NULL || p->origin == NULL || p->meta == NULL || !PyTuple_Check(p->meta) ||
+        PyTuple_GET_SIZE(p->meta) < 2 || !PyTuple_Check(PyTuple_GET_ITEM(p->meta, 0)))
+        goto python;
+    int same = PyObject_RichCompareBool(p->target, peer, Py_EQ);
+    if (same != 1) {
+        if (same < 0)
+            goto error;
+        goto python; /* an answer from a peer the request did not go to: unmatched */
+    }
+    Peer *client = peer_named(self, p->origin);
+    if (client == NULL)
+        FALL_BACK();
+    PyObject *session = PyTuple_GET_ITEM(p->meta, 1);
+    if (client->outbound > 1 && !PyBytes_Check(session))
+        goto python;
+    int64_t code = sigmw_result_code(d, len);
+    result = code < 0 ? Py_NewRef(minus_one) : PyLong_FromLongLong(code);
+    if (result == NULL)
+        goto error;
+    PyObject *header = PyTuple_GET_ITEM(p->meta, 0);
+    count_key = PyTuple_Pack(3, PyTuple_GET_ITEM(header, 3), result, s_relayed);
+    if (count_key == NULL)
+        goto error;
+    PyObject *count = PyDict_GetItemWithError(self->answers, count_key);
+    if (count == NULL)
+        FALL_BACK();
+    long stream = client->outbound > 1 ? session_stream(session, client->outbound) : 0;
+
+    /* The usual answer: from here on, what Relay.on_answer does. */
+    Py_INCREF(p);
+    Py_INCREF(client);
+    if (PyDict_DelItem(self->pending, key) < 0)
+        goto error_held;
+    Peer *target = peer_named(self, p->target);
+    if (target != NULL)
+        target->pending--;
+    else if (PyErr_Occurred())
+        goto error_held;
+    self->relayed_answers++;
+    if (observe(self->latency, now - p->received) < 0 || bump(self->answers, count_key, count) < 0)
+        goto error_held;
+    PyObject *msg = PyBytes_FromStringAndSize((const char *)d, len);
+    if (msg != NULL) {
+        unsigned char *m = (unsigned char *)PyBytes_AS_STRING(msg);
+        unsigned int hbh = p->origin_hbh;
+        m[12] = (unsigned char)(hbh >> 24), m[13] = (unsigned char)(hbh >> 16);
+        m[14] = (unsigned char)(hbh >> 8), m[15] = (unsigned char)hbh;
+    }
+    PyObject *out = one_send(self, p->origin, msg, stream);
+    Py_DECREF(p);
+    Py_DECREF(client);
+    Py_DECREF(key);
+    Py_DECREF(count_key);
+    Py_DECREF(result);
+    return out;
+
+error_held:
+    Py_DECREF(p);
+    Py_DECREF(client);
+error:
+    Py_DECREF(key);
+    Py_XDECREF(count_key);
+    Py_XDECREF(result);
+    return NULL;
+python:
+    Py_DECREF(key);
+    Py_XDECREF(count_key);
+    Py_XDECREF(result);
+    Py_RETURN_NONE;
+}
+
+static PyObject *hot_take_hbh(RelayHot *self, PyObject *unused)
+{
+    return PyLong_FromUnsignedLong(self->next_hbh++);
+}
+
+static PyMethodDef hot_methods[] = {
+    {"request", (PyCFunction)(void (*)(void))hot_request, METH_FASTCALL,
+     "Relay.on_request for the usual request; None for anything else (nothing changed)."},
+    {"answer", (PyCFunction)(void (*)(void))hot_answer, METH_FASTCALL,
+     "Relay.on_answer for the usual answer; None for anything else (nothing changed)."},
+    {"take_hbh", (PyCFunction)hot_take_hbh, METH_NOARGS, "A fresh hop-by-hop id."},
+    {NULL},
+};
+
+static PyTypeObject RelayHotType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sigmw.diameter._speedups.RelayHot",
+    .tp_doc = "The relay's usual request and answer in C, sharing the relay's tables.",
+    .tp_basicsize = sizeof(RelayHot),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)hot_init,
+    .tp_dealloc = (destructor)hot_dealloc,
+    .tp_members = hot_members,
+    .tp_methods = hot_methods,
+};
+
+static PyMethodDef crc_method = {"crc32", crc32_py, METH_O, "zlib.crc32 of bytes."};
+
+int sigmw_hotpath_init(PyObject *module)
+{
+    crc_init();
+    s_lead = PyUnicode_InternFromString("lead");
+    s_counts = PyUnicode_InternFromString("counts");
+    s_bounds = PyUnicode_InternFromString("bounds");
+    s_sum = PyUnicode_InternFromString("sum");
+    s_total = PyUnicode_InternFromString("total");
+    s_relayed = PyUnicode_InternFromString("relayed");
+    minus_one = PyLong_FromLong(-1);
+    if (!s_lead || !s_counts || !s_bounds || !s_sum || !s_total || !s_relayed || !minus_one)
+        return -1;
+    PyTypeObject *types[] = {&PendingType, &PeerType, &RelayHotType};
+    const char *names[] = {"Pending", "Peer", "RelayHot"};
+    for (int i = 0; i < 3; i++) {
+        if (PyType_Ready(types[i]) < 0 ||
+            PyModule_AddObjectRef(module, names[i], (PyObject *)types[i]) < 0)
+            return -1;
+    }
+    PyObject *crc = PyCFunction_NewEx(&crc_method, NULL, NULL);
+    if (crc == NULL)
+        return -1;
+    int rc = PyModule_AddObjectRef(module, "crc32", crc);
+    Py_DECREF(crc);
+    return rc;
+}
