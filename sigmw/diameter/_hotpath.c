@@ -600,7 +600,162 @@ static PyTypeObject RelayHotType = {
     .tp_methods = hot_methods,
 };
 
-static PyMethodDef crc_method = {"crc32", crc32_py, METH_O, "zlib.crc32 of bytes."};
+/* --- shedding SCTP reads in bulk ---------------------------------------------------------- */
+
+#define MSG_EOR_FLAG 0x80            /* Linux MSG_EOR */
+#define MSG_NOTIFICATION_FLAG 0x8000 /* Linux SCTP MSG_NOTIFICATION */
+#define RCVINFO_LEN 28               /* struct sctp_rcvinfo */
+#define DIAMETER_PPID 46
+#define TOO_BUSY 3004
+
+static PyObject *s_local, *too_busy, *ppid_46, *dir_in, *dir_out;
+
+/* counts[key] is a [messages, bytes] list (io.traffic.Traffic.counts): add one message. */
+static int count_cell(PyObject *cell, Py_ssize_t size)
+{
+    PyObject *n = PyLong_FromSsize_t(PyLong_AsSsize_t(PyList_GET_ITEM(cell, 0)) + 1);
+    PyObject *b = PyLong_FromSsize_t(PyLong_AsSsize_t(PyList_GET_ITEM(cell, 1)) + size);
+    if (n == NULL || b == NULL) {
+        Py_XDECREF(n);
+        Py_XDECREF(b);
+        return -1;
+    }
+    PyList_SetItem(cell, 0, n);
+    PyList_SetItem(cell, 1, b);
+    return 0;
+}
+
+/* The [messages, bytes] cell of (assoc, direction, ppid, stream), borrowed; NULL if none. */
+static PyObject *cell_of(PyObject *counts, PyObject *assoc, PyObject *dir, PyObject *ppid,
+                         long stream)
+{
+    PyObject *s = PyLong_FromLong(stream);
+    PyObject *key = s ? PyTuple_Pack(4, assoc, dir, ppid, s) : NULL;
+    PyObject *cell = key ? PyDict_GetItemWithError(counts, key) : NULL;
+    Py_XDECREF(s);
+    Py_XDECREF(key);
+    return cell != NULL && PyList_Check(cell) && PyList_GET_SIZE(cell) == 2 ? cell : NULL;
+}
+
+/*
+ * shed_sctp(reads, start, known, cmsgs, counts, held, answers, tail) -> (stop, taken)
+ *
+ * io.diameter's SCTP shedder in bulk, for the reads past the shed bound: from reads[start]
+ * on, each whole Diameter application request on an association of `known` (assoc id ->
+ * outbound streams of an open peer) gets its 3004 (wire.busy_answer with `tail`) held for
+ * sending on its session's stream: appended to held[assoc] with the endpoint's cached
+ * ancillary data `cmsgs[(assoc, stream, 46)]`, counted in and out in `counts` (the
+ * endpoint's Traffic.counts) and in `answers` (Relay.answers). It stops at the first read
+ * it cannot take whole that way (anything else, a sessionless request, a key not counted
+ * or cached yet) and returns its index, for the Python path to take; nothing of that
+ * read is touched. Why: shedding must cost a fraction of relaying, and per message the
+ * Python of it cost about half a relayed pair.
+ */
+static PyObject *shed_sctp(PyObject *self, PyObject *args)
+{
+    PyObject *reads, *known, *cmsgs, *counts, *held, *answers, *tail;
+    Py_ssize_t i;
+    if (!PyArg_ParseTuple(args, "O!nO!O!O!O!O!S", &PyList_Type, &reads, &i, &PyDict_Type, &known,
+                          &PyDict_Type, &cmsgs, &PyDict_Type, &counts, &PyDict_Type, &held,
+                          &PyDict_Type, &answers, &tail))
+        return NULL;
+    Py_ssize_t taken = 0, n = PyList_GET_SIZE(reads);
+    for (; i < n; i++) {
+        PyObject *read = PyList_GET_ITEM(reads, i);
+        if (!PyTuple_Check(read) || PyTuple_GET_SIZE(read) != 4)
+            break;
+        PyObject *data = PyTuple_GET_ITEM(read, 0), *rcv = PyTuple_GET_ITEM(read, 2);
+        long flags = PyLong_AsLong(PyTuple_GET_ITEM(read, 1));
+        if (flags == -1 && PyErr_Occurred())
+            return NULL;
+        if ((flags & (MSG_EOR_FLAG | MSG_NOTIFICATION_FLAG)) != MSG_EOR_FLAG ||
+            !PyBytes_Check(data) || !PyBytes_Check(rcv) || PyBytes_GET_SIZE(rcv) < RCVINFO_LEN)
+            break;
+        const unsigned char *r = (const unsigned char *)PyBytes_AS_STRING(rcv);
+        uint16_t stream_in;
+        uint32_t ppid_raw;
+        int32_t assoc_id;
+        memcpy(&stream_in, r, 2); /* host order, as the kernel fills struct sctp_rcvinfo */
+        memcpy(&ppid_raw, r + 8, 4);
+        memcpy(&assoc_id, r + 24, 4);
+        uint32_t ppid = be32((const unsigned char *)&ppid_raw); /* the PPID is in network order */
+        if (ppid != 0 && ppid != DIAMETER_PPID)
+            break;
+        const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
+        Py_ssize_t len = PyBytes_GET_SIZE(data);
+        if (len < HEADER_LEN || !(d[4] & FLAG_REQUEST) ||
+            (d[5] == 0 && d[6] == 1 && (d[7] == 1 || d[7] == 24 || d[7] == 26)))
+            break; /* not an application request: 257 CER, 280 DWR, 282 DPR go the usual way */
+        Py_ssize_t slen = len >= 28 && be32(d + 20) == 263 ? (Py_ssize_t)(be32(d + 24) & 0xFFFFFF) : 0;
+        if (!(8 < slen && slen <= len - 20))
+            break; /* no leading Session-Id: the spreader picks the stream, in Python */
+
+        PyObject *assoc = PyLong_FromLong(assoc_id), *ppid_obj = PyLong_FromUnsignedLong(ppid);
+        PyObject *command = PyLong_FromLong((long)d[5] << 16 | (long)d[6] << 8 | d[7]);
+        PyObject *out_key = NULL, *count_key = NULL, *answer = NULL, *pair = NULL;
+        int ok = 0;
+        if (assoc == NULL || ppid_obj == NULL || command == NULL)
+            goto next;
+        PyObject *outbound_obj = PyDict_GetItemWithError(known, assoc);
+        long outbound = outbound_obj ? PyLong_AsLong(outbound_obj) : -1;
+        if (outbound < 1)
+            goto next;
+        uint32_t crc = crc32_of(d + 28, slen - 8);
+        long stream = outbound > 1 ? (long)(crc % (uint32_t)(outbound - 1)) + 1 : 0;
+        PyObject *s = PyLong_FromLong(stream);
+        out_key = s ? PyTuple_Pack(3, assoc, s, ppid_46) : NULL;
+        Py_XDECREF(s);
+        PyObject *anc = out_key ? PyDict_GetItemWithError(cmsgs, out_key) : NULL;
+        count_key = anc ? PyTuple_Pack(3, command, too_busy, s_local) : NULL;
+        PyObject *count = count_key ? PyDict_GetItemWithError(answers, count_key) : NULL;
+        PyObject *cell_in = count ? cell_of(counts, assoc, dir_in, ppid_obj, stream_in) : NULL;
+        PyObject *cell_out = cell_in ? cell_of(counts, assoc, dir_out, ppid_46, stream) : NULL;
+        if (cell_out == NULL)
+            goto next;
+        /* Taken: from here on, what the shedder's Python does for this read. */
+        answer = sigmw_busy_answer(d, len, tail);
+        pair = answer ? PyTuple_Pack(2, answer, anc) : NULL;
+        if (pair == NULL)
+            goto next;
+        PyObject *burst = PyDict_GetItemWithError(held, assoc);
+        if (burst == NULL) {
+            if (PyErr_Occurred())
+                goto next;
+            PyObject *fresh = PyList_New(0);
+            if (fresh == NULL || PyDict_SetItem(held, assoc, fresh) < 0) {
+                Py_XDECREF(fresh);
+                goto next;
+            }
+            burst = fresh;
+            Py_DECREF(fresh); /* held keeps it */
+        }
+        if (!PyList_Check(burst) || PyList_Append(burst, pair) < 0 || bump(answers, count_key, count) < 0 ||
+            count_cell(cell_in, len) < 0 || count_cell(cell_out, PyBytes_GET_SIZE(answer)) < 0)
+            goto next;
+        ok = 1;
+    next:
+        Py_XDECREF(assoc);
+        Py_XDECREF(ppid_obj);
+        Py_XDECREF(command);
+        Py_XDECREF(out_key);
+        Py_XDECREF(count_key);
+        Py_XDECREF(answer);
+        Py_XDECREF(pair);
+        if (PyErr_Occurred())
+            return NULL;
+        if (!ok)
+            break;
+        taken++;
+    }
+    return Py_BuildValue("(nn)", i, taken);
+}
+
+static PyMethodDef functions[] = {
+    {"crc32", crc32_py, METH_O, "zlib.crc32 of bytes."},
+    {"shed_sctp", shed_sctp, METH_VARARGS,
+     "shed_sctp(reads, start, known, cmsgs, counts, held, answers, tail) -> (stop, taken)."},
+    {NULL},
+};
 
 int sigmw_hotpath_init(PyObject *module)
 {
@@ -621,10 +776,12 @@ int sigmw_hotpath_init(PyObject *module)
             PyModule_AddObjectRef(module, names[i], (PyObject *)types[i]) < 0)
             return -1;
     }
-    PyObject *crc = PyCFunction_NewEx(&crc_method, NULL, NULL);
-    if (crc == NULL)
+    s_local = PyUnicode_InternFromString("local");
+    too_busy = PyLong_FromLong(TOO_BUSY);
+    ppid_46 = PyLong_FromLong(DIAMETER_PPID);
+    dir_in = PyLong_FromLong(0); /* io.traffic.IN, OUT */
+    dir_out = PyLong_FromLong(1);
+    if (!s_local || !too_busy || !ppid_46 || !dir_in || !dir_out)
         return -1;
-    int rc = PyModule_AddObjectRef(module, "crc32", crc);
-    Py_DECREF(crc);
-    return rc;
+    return PyModule_AddFunctions(module, functions);
 }

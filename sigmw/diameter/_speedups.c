@@ -275,13 +275,9 @@ static PyObject *split(PyObject *self, PyObject *args)
  * busy_answer(request: bytes, tail: bytes) -> bytes, as wire.busy_answer_py: the
  * request's header with R cleared and E set, its leading Session-Id AVP, then `tail`.
  */
-static PyObject *busy_answer(PyObject *self, PyObject *args)
+PyObject *sigmw_busy_answer(const unsigned char *d, Py_ssize_t len, PyObject *tail)
 {
-    PyObject *request, *tail;
-    if (!PyArg_ParseTuple(args, "SS", &request, &tail))
-        return NULL;
-    const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(request);
-    Py_ssize_t len = PyBytes_GET_SIZE(request), tail_len = PyBytes_GET_SIZE(tail);
+    Py_ssize_t tail_len = PyBytes_GET_SIZE(tail);
     if (len < HEADER_LEN) {
         PyErr_SetString(PyExc_ValueError, "shorter than a Diameter header");
         return NULL;
@@ -309,6 +305,15 @@ static PyObject *busy_answer(PyObject *self, PyObject *args)
     memcpy(o + HEADER_LEN, d + 20, session);
     memcpy(o + HEADER_LEN + session, PyBytes_AS_STRING(tail), tail_len);
     return out;
+}
+
+static PyObject *busy_answer(PyObject *self, PyObject *args)
+{
+    PyObject *request, *tail;
+    if (!PyArg_ParseTuple(args, "SS", &request, &tail))
+        return NULL;
+    return sigmw_busy_answer((const unsigned char *)PyBytes_AS_STRING(request),
+                             PyBytes_GET_SIZE(request), tail);
 }
 
 /* register(Header, Scanned): the tuple subclasses scan returns. */

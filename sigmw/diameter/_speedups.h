@@ -20,6 +20,8 @@ static inline uint32_t be32(const unsigned char *p)
 PyObject *sigmw_scan(PyObject *data);
 /* _speedups.c: wire.result_code on a whole message; -1 for None. */
 int64_t sigmw_result_code(const unsigned char *d, Py_ssize_t len);
+/* _speedups.c: wire.busy_answer (a new bytes object, NULL on error). */
+PyObject *sigmw_busy_answer(const unsigned char *d, Py_ssize_t len, PyObject *tail);
 /* _hotpath.c: adds Pending, Peer, RelayHot and crc32 to the module; -1 on error. */
 int sigmw_hotpath_init(PyObject *module);
 

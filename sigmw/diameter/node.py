@@ -270,6 +270,18 @@ class DiameterCore:
         origin = self._shed_origin(conn, data, now)
         return None if origin is None else self.relay.busy_reply(origin, data)
 
+    def shed_streams(self, conn: ConnId, now: float) -> int:
+        """For shedding in bulk: the outbound streams towards the open peer on `conn`
+        (its requests are shed as busy_reply would, and count as traffic from it), or 0
+        if `conn` is not an open peer's connection."""
+        c = self.conns.get(conn)
+        slot = c.fast if c is not None else None
+        peer = self.relay.peers.get(slot.info.name) if slot is not None else None
+        if slot is None or peer is None:
+            return 0
+        slot.last_rx = now
+        return peer.outbound
+
     def _shed_origin(self, conn: ConnId, data: bytes, now: float) -> str | None:
         """The peer an application request on an open connection came from (it counts as
         traffic from that peer); None for anything else."""

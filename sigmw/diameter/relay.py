@@ -340,6 +340,15 @@ class Relay:
         )
         return answer, stream
 
+    @property
+    def busy_tail(self) -> bytes:
+        """The AVPs after a 3004's Session-Id (for shedding in bulk, in C)."""
+        return self._busy_tail
+
+    def count_shed(self, n: int) -> None:
+        """Requests answered 3004 in bulk (their answers are counted by command there)."""
+        self._shed += n
+
     def busy_answer(self, data: bytes) -> bytes:
         """The 3004 answer to a request (at least a header, the R bit set), built from its
         header and first AVP alone.

@@ -307,6 +307,7 @@ class Daemon:
             ep.direct = functools.partial(self._direct_sctp, ep, dialer)
             if self.diameter is not None:
                 ep.overloaded = self.diameter.sctp_shedder(ep, ep.direct)
+                ep.bulk_shed = self.diameter.sctp_bulk_shedder(ep)
             ep.shed_backlog = SHED_BACKLOG
 
     def _direct(

@@ -33,10 +33,11 @@ from sigmw.diameter.node import (
     SendOn,
 )
 from sigmw.diameter.relay import Send
+from sigmw.diameter.wire import c_speedups as _c
 from sigmw.io.endpoint import SctpEndpoint
 from sigmw.io.endpoints import Endpoint
 from sigmw.io.tcp import TcpEndpoint
-from sigmw.io.transport import Message
+from sigmw.io.transport import BulkShed, Message, Read, read_assoc
 
 log = logging.getLogger("sigmw")
 
@@ -184,6 +185,36 @@ class DiameterService:
             if not send(answer, assoc_id, stream, DIAMETER_PPID):  # queued: keep the order
                 ep.defer(functools.partial(ep.send, answer, assoc_id, stream, DIAMETER_PPID))
             return True
+
+        return shed
+
+    def sctp_bulk_shedder(self, ep: SctpEndpoint) -> BulkShed | None:
+        """SctpEndpoint.bulk_shed, with the C speedups: what sctp_shedder does, for a
+        batch of reads at once and with no Python per message (_speedups.shed_sctp), so
+        that a shed request costs a small fraction of a relayed one. It learns each
+        association it meets once a call (an open peer's, and nothing queued for it);
+        any read it cannot take goes back to the endpoint, which hands it to
+        sctp_shedder."""
+        if _c is None:
+            return None
+        core, relay, shed_sctp = self.core, self.core.relay, _c.shed_sctp
+
+        def shed(reads: list[Read], start: int, now: float) -> tuple[int, int]:
+            known: dict[int, int] = {}  # association -> outbound streams, 0: not here
+            total = 0
+            while True:
+                held, cmsgs, counts = ep.bulk_state()
+                args = (known, cmsgs, counts, held, relay.answers, relay.busy_tail)
+                stop, taken = shed_sctp(reads, start, *args)
+                total += taken
+                assoc = read_assoc(reads[stop]) if stop < len(reads) else None
+                if assoc is None or assoc in known:
+                    break  # the end, or a read for the Python path
+                streams = core.shed_streams((ep, assoc), now)
+                known[assoc] = streams if 0 < streams <= ep.sendable(assoc) else 0
+                start = stop
+            relay.count_shed(total)
+            return stop, total
 
         return shed
 

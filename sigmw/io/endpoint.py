@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from sigmw.core.errors import SigmwError
 from sigmw.io import sockapi
-from sigmw.io.traffic import OUT
-from sigmw.io.transport import SctpTransport, send_cmsgs
+from sigmw.io.traffic import OUT, Key
+from sigmw.io.transport import Cmsg, Held, SctpTransport, send_cmsgs
 from sigmw.sctp import structs as s
 from sigmw.sctp.addresses import Address
 from sigmw.sctp.constants import AssocChangeState, SendFlag
@@ -69,7 +69,7 @@ class SctpEndpoint(SctpTransport):
         super().__init__(sock, max_queued)
         self.associations: dict[int, Association] = {}
         self._connecting: dict[int, asyncio.Future[AssocChange]] = {}
-        self._cmsgs: dict[tuple[int, int, int], list[tuple[int, int, bytes]]] = {}
+        self._cmsgs: dict[tuple[int, int, int], list[Cmsg]] = {}
         """try_send's ancillary data by (association, stream, PPID): the hot path's sends."""
 
     @classmethod
@@ -202,6 +202,19 @@ class SctpEndpoint(SctpTransport):
         self._hold(assoc_id, data, cmsgs)
         self.traffic.count(assoc_id, OUT, ppid, stream, len(data))
         return True
+
+    def sendable(self, assoc_id: int) -> int:
+        """The association's outbound streams if try_send would take a message for it
+        now (nothing queued), else 0."""
+        known = self.associations.get(assoc_id)
+        return 0 if known is None or assoc_id in self._tx else known.outbound_streams
+
+    def bulk_state(
+        self,
+    ) -> tuple[dict[int, list[Held]], dict[tuple[int, int, int], list[Cmsg]], dict[Key, list[int]]]:
+        """What a bulk shedder fills in as try_send would: the held sends (left at the end
+        of the loop iteration), the cached ancillary data it reuses and the traffic counts."""
+        return self._held, self._cmsgs, self.traffic.counts
 
     async def send_to(self, data: bytes, address: Address, stream: int = 0, ppid: int = 0) -> None:
         """Send to an address: sets the association up implicitly if there is none."""

@@ -69,12 +69,10 @@ retransmission timers (1 s and more) take over: measured in the bench VM."""
 SO_MEMINFO = 55  # Linux: u32 [rmem_alloc, rcvbuf, ...]; not exported by Python's socket module
 _MEMINFO = struct.Struct("=II")
 
-_Read = tuple[bytes, int, bytes | None, object]
+Read = tuple[bytes, int, bytes | None, object]
 """One read: data, msg_flags, raw SCTP_RCVINFO or None, source (raw sockaddr or tuple)."""
 RecvBatch = Callable[[int, int, int], list[tuple[bytes, int, bytes | None, bytes]]]
-SendBursts = Callable[
-    [int, list[list["_Held"]], int], tuple[int, list[tuple[int, int, int]] | None]
-]
+SendBursts = Callable[[int, list[list["Held"]], int], tuple[int, list[tuple[int, int, int]] | None]]
 _recv_batch: RecvBatch | None
 _send_bursts: SendBursts | None
 try:  # optional: batched reads and sends (setup.py builds it if it can)
@@ -145,7 +143,20 @@ class _Pending:
     """None: nobody waits (a held message that met a full buffer)."""
 
 
-_Held = tuple[bytes, list[tuple[int, int, bytes]]]
+Cmsg = tuple[int, int, bytes]
+"""Ancillary data as sendmsg takes it: (level, type, data)."""
+Held = tuple[bytes, list[Cmsg]]
+"""A message held for the end of the loop iteration, with its ancillary data."""
+BulkShed = Callable[[list[Read], int, float], tuple[int, int]]
+"""SctpTransport.bulk_shed: (reads, start, now) -> (first read not taken, how many taken)."""
+
+
+def read_assoc(read: Read) -> int | None:
+    """The association a read came on (None without SCTP_RCVINFO)."""
+    rcvinfo = read[2]
+    return None if rcvinfo is None else int(_RCV_FIELDS.unpack_from(rcvinfo)[2])
+
+
 """A coalesced send waiting for the end of the loop iteration: data, ancillary data."""
 
 
@@ -163,6 +174,8 @@ class TransportStats:
     """Held (coalesced) messages whose association was gone by the time they left."""
     partial_reads: int = 0
     """Pieces of messages handed up before their end (partial delivery)."""
+    shed_in_bulk: int = 0
+    """Reads past the shed bound taken by `bulk_shed` (the rest went to `overloaded`)."""
 
 
 class SctpTransport:
@@ -181,7 +194,7 @@ class SctpTransport:
         self._reading = False
         self._closed = False
         self._tx: dict[Hashable, deque[_Pending]] = {}
-        self._held: dict[int, list[_Held]] = {}
+        self._held: dict[int, list[Held]] = {}
         self._held_armed = False
         self._writer_armed = False
         self._retry: asyncio.TimerHandle | None = None
@@ -194,6 +207,10 @@ class SctpTransport:
         self.overloaded: Callable[[int, int, bytes, float], bool] | None = None
         """`direct` under overload, for reads past the shed bound (`_room`): it answers
         requests at once (3004) and handles everything else as `direct` does."""
+        self.bulk_shed: BulkShed | None = None
+        """Optional, with `overloaded`: takes reads past the shed bound in bulk (C, no
+        Python per message) from an index on; returns the index of the first read it did
+        not take and how many it took. Those it leaves go to `overloaded` one by one."""
         self.shed_backlog = max_queued // 2
         self._shedding = False
         self._read_at = 0.0
@@ -248,26 +265,21 @@ class SctpTransport:
             keep = self._room(batch)  # a full read: more may wait; over the bound, shed
         if not self._take_all(batch if keep == len(batch) else batch[:keep]):
             return  # hung up
-        if keep < len(batch):
-            self._shedding = True
-            try:
-                if not self._take_all(batch[keep:]):
-                    return
-            finally:
-                self._shedding = False
+        if keep < len(batch) and not self._shed_all(list(batch[keep:])):
+            return  # hung up
         if len(self._rx) >= self._max_queued:
             self._loop.remove_reader(self.sock.fileno())
             self._reading = False
         self._wake_reader()
 
-    def _read_batch(self) -> Sequence[_Read]:
+    def _read_batch(self) -> Sequence[Read]:
         """Up to READS_PER_WAKEUP reads with one system call (sigmw.io._mmsg)."""
         assert _recv_batch is not None
         return _recv_batch(self.sock.fileno(), READS_PER_WAKEUP, RECV_SLOT)
 
-    def _read_each(self) -> Sequence[_Read]:
+    def _read_each(self) -> Sequence[Read]:
         """The reference (and the fallback without the C module): a recvmsg a read."""
-        batch: list[_Read] = []
+        batch: list[Read] = []
         for _ in range(READS_PER_WAKEUP):
             try:
                 data, anc, flags, source = self.sock.recvmsg(RECV_CHUNK, ANC_SIZE)
@@ -280,7 +292,7 @@ class SctpTransport:
             batch.append((data, flags, _rcvinfo(anc), source))
         return batch
 
-    def _take_all(self, batch: Sequence[_Read]) -> bool:
+    def _take_all(self, batch: Sequence[Read]) -> bool:
         """Hand on a batch of reads; False once the socket hung up."""
         for data, flags, rcvinfo, source in batch:
             if not data and not flags and rcvinfo is None:
@@ -289,7 +301,7 @@ class SctpTransport:
             self._take(data, rcvinfo, flags, source)
         return True
 
-    def _room(self, batch: Sequence[_Read]) -> int:
+    def _room(self, batch: Sequence[Read]) -> int:
         """How many reads of a full batch to handle as usual before shedding the rest:
         what still fits under the bound once the messages that wait (queued here and,
         estimated from the batch's mean size, unread in the kernel) are counted.
@@ -306,6 +318,29 @@ class SctpTransport:
         waiting = len(self._rx) + unread * len(batch) // truesize
         bound = min(self.shed_backlog, int(rcvbuf * SHED_BUFFER_SHARE) * len(batch) // truesize)
         return max(min(bound - waiting, len(batch)), 0)
+
+    def _shed_all(self, reads: list[Read]) -> bool:
+        """The reads past the bound, in order: in bulk where `bulk_shed` can take them
+        (nothing queued or being reassembled here), else one by one through `overloaded`.
+        False once the socket hung up."""
+        bulk, i, n = self.bulk_shed, 0, len(reads)
+        self._shedding = True
+        try:
+            while i < n:
+                if bulk is not None and not (self._rx or self._partial or self._oversize):
+                    i, taken = bulk(reads, i, self._read_at)
+                    if taken:
+                        self.stats.messages_in += taken
+                        self.stats.shed_in_bulk += taken
+                        self._arm_held()
+                    if i >= n:
+                        break
+                if not self._take_all(reads[i : i + 1]):
+                    return False
+                i += 1
+        finally:
+            self._shedding = False
+        return True
 
     def _read_failed(self, exc: OSError) -> None:
         if exc.errno in _GONE or exc.errno == errno.ENOTCONN:  # one-to-one: association died
@@ -433,6 +468,10 @@ class SctpTransport:
             burst.append((data, cmsgs))
             return
         self._held[assoc_id] = [(data, cmsgs)]
+        self._arm_held()
+
+    def _arm_held(self) -> None:
+        """Have `flush_held` run at the end of this loop iteration (once)."""
         if not self._held_armed:
             self._held_armed = True
             self._loop.call_soon(self.flush_held)
@@ -562,7 +601,7 @@ def send_cmsgs(
 
 
 def _send_each(
-    sock: socket.socket, bursts: list[list[_Held]], more: int
+    sock: socket.socket, bursts: list[list[Held]], more: int
 ) -> tuple[int, list[tuple[int, int, int]] | None]:
     """The reference for sigmw.io._mmsg.send_bursts (and the fallback without it): a
     sendmsg a message, all but each burst's last with `more`, and never more than

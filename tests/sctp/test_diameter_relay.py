@@ -5,7 +5,7 @@ leaves on (below the negotiated count), answers matched end to end."""
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +14,8 @@ from diameter.message import Message
 
 from sigmw.config.loader import load_config
 from sigmw.io.daemon import Daemon
+from sigmw.io.endpoint import SctpEndpoint
+from sigmw.io.traffic import IN
 from tests.diameter_node import DiameterTestClient, DiameterTestServer, avp_value, result_code
 
 pytestmark = pytest.mark.sctp
@@ -216,3 +218,58 @@ routes:""",
         daemon.stop_requested.set()
         await asyncio.wait_for(running, 30)
         await backup.close()
+
+
+@pytest.mark.parametrize("bulk", [True, False], ids=["bulk", "one_by_one"])
+async def test_overload_is_shed_with_one_answer_each_on_its_sessions_stream(
+    relay: tuple[Daemon, DiameterTestServer], bulk: bool
+) -> None:
+    """The relay falls behind (its reader paused while 1,000 requests arrive): the reads
+    past the shed bound are answered 3004 (in bulk, in C, or one by one in Python), the
+    rest relayed; every request gets one answer, every session's answers share one
+    stream, and the counts agree with what arrived."""
+    daemon, server = relay
+    client = DiameterTestClient("client.test", "test")
+    await client.connect_sctp([(RELAY, PORT)], [(CLIENT, 0)])
+    assert result_code(await client.capabilities_exchange()) == 2001
+    ep = daemon.listeners["dia"]
+    assert isinstance(ep, SctpEndpoint) and daemon.diameter is not None
+    assert ep.bulk_shed is not None  # the C speedups are built here
+    if not bulk:
+        ep.bulk_shed = None  # the Python reference
+    assert result_code(await client.request(session_request(client, "warm", 0))) == 2001
+    loop = asyncio.get_running_loop()
+    loop.remove_reader(ep.sock.fileno())
+    sessions = [f"client.test;s{i}" for i in range(100)]
+    pending = [
+        asyncio.ensure_future(client.request(session_request(client, s, n)))
+        for n in range(10)
+        for s in sessions
+    ]
+    await asyncio.sleep(1.0)  # all of them wait in the relay's receive buffer
+    loop.add_reader(ep.sock.fileno(), ep._on_readable)
+    answers = await asyncio.gather(*pending)
+
+    codes = Counter(result_code(a) for a in answers)
+    assert set(codes) <= {2001, 3004} and codes[3004] >= 200 and codes[2001] >= 64, codes
+    relay_ = daemon.diameter.core.relay
+    assert relay_.stats["shed_3004"] == codes[3004] == relay_.answers[(272, 3004, "local")]
+    assert len(server.requests) == 1 + codes[2001]
+    if bulk:
+        assert codes[3004] - 64 <= ep.stats.shed_in_bulk <= codes[3004]  # first of a key: Python
+    else:
+        assert ep.stats.shed_in_bulk == 0
+    for answer in answers:
+        if result_code(answer) == 3004:
+            assert answer.header.is_error and answer.origin_host == b"relay.test"
+    outbound = relay_.peers["client"].outbound
+    streams: dict[object, set[int | None]] = defaultdict(set)
+    for r in client.received:
+        if r.code == 272 and not r.is_request:
+            streams[avp_value(r.message, 263)].add(r.stream)
+    assert len(streams) == 101 and all(len(s) == 1 for s in streams.values())
+    assert all(0 < next(iter(s)) < outbound for s in streams.values())  # type: ignore[operator]
+    # Every read counted once, in bulk or not: the endpoint's count and the traffic cells.
+    cells = {id(c): c for k, c in ep.traffic.counts.items() if k[1] == IN}.values()
+    assert sum(c[0] for c in cells) == ep.stats.messages_in >= 1 + 1 + 1000
+    await client.close()

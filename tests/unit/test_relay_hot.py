@@ -6,6 +6,7 @@ them), answers from the forwarded bytes."""
 
 from __future__ import annotations
 
+import socket
 import struct
 import zlib
 from typing import Any
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sigmw.config.diameter import DiameterNode, DiameterRoute, RedirectPolicy, RouteTarget
-from sigmw.diameter import _speedups, relay
+from sigmw.diameter import _speedups, relay, wire
 from sigmw.diameter.local import LocalIdentity
 from sigmw.diameter.relay import Relay, Send
 
@@ -227,3 +228,65 @@ def test_records_are_the_c_structs() -> None:
 @given(st.binary(max_size=300))
 def test_crc32_is_zlibs(data: bytes) -> None:
     assert _speedups.crc32(data) == zlib.crc32(data)
+
+
+# --- shed_sctp: the SCTP shedder in bulk --------------------------------------------------
+
+TAIL = _avp(268, struct.pack(">I", 3004))
+
+
+def _read(data: bytes, assoc: int = 5, stream: int = 2, ppid: int = 46, flags: int = 0x80) -> Any:
+    """A read as recv_batch gives it: (data, flags, raw SCTP_RCVINFO, source)."""
+    rcvinfo = struct.pack("@HHHxxIIIIi", stream, 0, 0, socket.htonl(ppid), 0, 0, 0, assoc)
+    return (data, flags, rcvinfo, b"")
+
+
+def _sinks(streams: int = 4) -> tuple[dict[int, int], dict[Any, Any], dict[Any, Any]]:
+    """known associations, cached ancillary data and traffic cells, all present."""
+    known = {5: streams}
+    cmsgs = {(5, s, 46): [(132, 2, b"sndinfo%d" % s)] for s in range(streams)}
+    counts: dict[Any, Any] = {(5, 0, p, s): [0, 0] for s in range(8) for p in (0, 46)}
+    counts.update({(5, 1, 46, s): [0, 0] for s in range(streams)})
+    return known, cmsgs, counts
+
+
+def test_shed_sctp_answers_requests_and_stops_at_the_first_it_cannot_take() -> None:
+    known, cmsgs, counts = _sinks()
+    held: dict[int, list[Any]] = {}
+    answers = {(272, 3004, "local"): 0}
+    requests = [_request(272, i, b"s;%d" % i, REALMS[0], b"", 0xC0) for i in range(5)]
+    stoppers = [
+        _read(requests[0], flags=0x8080),  # a notification
+        _read(requests[0], flags=0),  # a piece of a message
+        _read(requests[0], ppid=3),  # not Diameter
+        _read(requests[0], assoc=6),  # an association not known
+        _read(_answer(requests[0], RESULTS["2001"], 0x40)),  # an answer
+        _read(_request(280, 1, b"s;1", REALMS[0], b"", 0xC0)),  # a DWR
+        _read(_request(272, 1, None, REALMS[0], b"", 0xC0)),  # no Session-Id: the spreader's
+        _read(_request(316, 1, b"s;1", REALMS[0], b"", 0xC0)),  # 3004 of 316 not counted yet
+    ]
+    for stopper in stoppers:
+        reads = [_read(requests[0]), _read(requests[1], ppid=0), stopper, _read(requests[2])]
+        assert _speedups.shed_sctp(reads, 1, known, cmsgs, counts, held, answers, TAIL) == (2, 1)
+    assert answers[(272, 3004, "local")] == len(stoppers)
+    sent = held[5]
+    assert len(sent) == len(stoppers)
+    stream = zlib.crc32(b"s;1") % 3 + 1
+    assert all(
+        pair == (wire.busy_answer(requests[1], TAIL), cmsgs[(5, stream, 46)]) for pair in sent
+    )
+    assert counts[(5, 0, 0, 2)] == [len(stoppers), len(stoppers) * len(requests[1])]
+    assert counts[(5, 1, 46, stream)] == [len(stoppers), sum(len(p[0]) for p in sent)]
+    # A key not there yet stops it too, with nothing touched: the Python path makes it.
+    del cmsgs[(5, stream, 46)]
+    before = (answers.copy(), {k: list(v) for k, v in counts.items()}, len(held[5]))
+    assert _speedups.shed_sctp(
+        [_read(requests[1])], 0, known, cmsgs, counts, held, answers, TAIL
+    ) == (0, 0)
+    assert before == (answers, {k: list(v) for k, v in counts.items()}, len(held[5]))
+    # One stream: everything on stream 0.
+    known, cmsgs, counts = _sinks(streams=1)
+    held = {}
+    reads = [_read(r) for r in requests]
+    assert _speedups.shed_sctp(reads, 0, known, cmsgs, counts, held, answers, TAIL) == (5, 5)
+    assert [cm for _, cm in held[5]] == [cmsgs[(5, 0, 46)]] * 5
