@@ -174,16 +174,21 @@ class DiameterService:
         """SctpEndpoint.overloaded, for what is read past the shed bound: an application
         request gets its 3004 at once, the leanest way there is (no output objects: a
         shed request must cost a fraction of a relayed one, or the excess eats the
-        goodput); anything else goes the `usual` way (the endpoint's `direct`)."""
-        busy_reply, send = self.core.busy_reply, ep.try_send
+        goodput); anything else goes the `usual` way (the endpoint's `direct`). A 3004
+        its client's association cannot take now waits in that association's queue
+        (send_nowait, bounded) while reading goes on; past the bound it is dropped and
+        counted (`shed_answer_dropped`)."""
+        busy_reply, send, stats = self.core.busy_reply, ep.send_nowait, self.core.relay.stats
 
         def shed(assoc_id: int, ppid: int, data: bytes, now: float) -> bool:
             reply = busy_reply((ep, assoc_id), data, now) if ppid in ACCEPTED_PPIDS else None
             if reply is None:
                 return usual(assoc_id, ppid, data, now)
             answer, stream = reply
-            if not send(answer, assoc_id, stream, DIAMETER_PPID):  # queued: keep the order
-                ep.defer(functools.partial(ep.send, answer, assoc_id, stream, DIAMETER_PPID))
+            # Never deferred: a reader held up behind one slow client would stop shedding
+            # for all (everything read queues behind a deferred send), and collapse.
+            if not send(answer, assoc_id, stream, DIAMETER_PPID):
+                stats["shed_answer_dropped"] += 1
             return True
 
         return shed

@@ -58,6 +58,9 @@ def _describe(cause: Cause) -> str:
     return cause.name
 
 
+SEND_NOWAIT_LIMIT = 1024
+"""Messages send_nowait lets wait for one association (a bound on memory: past it, a
+client that does not read its answers loses them)."""
 MAX_CACHED_CMSGS = 4096
 """Bound on try_send's cache of ancillary data (ids come from the kernel and peers)."""
 
@@ -200,6 +203,24 @@ class SctpEndpoint(SctpTransport):
             cmsgs = send_cmsgs(stream, ppid, 0, 0, assoc_id, None)
             self._cmsgs[(assoc_id, stream, ppid)] = cmsgs
         self._hold(assoc_id, data, cmsgs)
+        self.traffic.count(assoc_id, OUT, ppid, stream, len(data))
+        return True
+
+    def send_nowait(
+        self, data: bytes, assoc_id: int, stream: int, ppid: int, limit: int = SEND_NOWAIT_LIMIT
+    ) -> bool:
+        """try_send, or else queue the message behind the association's earlier ones
+        without making anyone wait: for answers nobody awaits (a 3004 under overload),
+        whose sender must go on reading. False, and nothing sent, when the association or
+        the stream is not there or `limit` messages already wait for it."""
+        if self.try_send(data, assoc_id, stream, ppid):
+            return True
+        known = self.associations.get(assoc_id)
+        if known is None or stream >= known.outbound_streams:
+            return False
+        cmsgs = send_cmsgs(stream, ppid, 0, 0, assoc_id, None)
+        if not self._queue_nowait(assoc_id, data, cmsgs, limit):
+            return False
         self.traffic.count(assoc_id, OUT, ppid, stream, len(data))
         return True
 

@@ -140,7 +140,7 @@ class _Pending:
     cmsgs: list[tuple[int, int, bytes]]
     address: Address | None
     future: asyncio.Future[None] | None
-    """None: nobody waits (a held message that met a full buffer)."""
+    """None: nobody waits (a held message that met a full buffer, a queued 3004)."""
 
 
 Cmsg = tuple[int, int, bytes]
@@ -504,6 +504,16 @@ class SctpTransport:
                 self._arm_writer()
             else:
                 self.stats.send_failed += len(rest)
+
+    def _queue_nowait(self, key: Hashable, data: bytes, cmsgs: list[Cmsg], limit: int) -> bool:
+        """Queue a message nobody awaits behind `key`'s earlier ones (sent when the socket
+        has room); False, and nothing queued, once `limit` messages wait there."""
+        queue = self._tx.setdefault(key, deque())
+        if len(queue) >= limit:
+            return False
+        queue.append(_Pending(data, cmsgs, None, None))
+        self._arm_writer()
+        return True
 
     def _sendmsg(
         self, data: bytes, cmsgs: list[tuple[int, int, bytes]], address: Address | None

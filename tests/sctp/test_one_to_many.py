@@ -207,6 +207,41 @@ async def test_reads_past_the_shed_bound_go_to_the_overloaded_hook(io_path: str)
     client.close()
 
 
+async def test_send_nowait_queues_behind_a_full_association_up_to_its_limit(
+    io_path: str,
+) -> None:
+    """A client that stops reading: once the server's buffers are full try_send refuses;
+    send_nowait then queues without anyone awaiting, up to its limit, and refuses past
+    it. When the client reads again, everything taken arrives, in order."""
+    server = await SctpEndpoint.open([(LO, 0)])
+    client = await SctpEndpoint.open([(LO, 0)], listen=False)
+    await client.connect([(LO, server.port)], timeout=10)
+    assoc = (await assoc_event(server, AssocChangeState.COMM_UP)).assoc_id
+    loop = asyncio.get_running_loop()
+    loop.remove_reader(client.sock.fileno())
+    payload, sent = b"n" * 1000, 0
+    while sent < 100_000 and server.try_send(b"%06d" % sent + payload, assoc, 1, 46):
+        sent += 1
+        if sent % 64 == 0:
+            await asyncio.sleep(0)  # the held messages leave at the end of the iteration
+    assert 0 < sent < 100_000 and server.pending_sends() > 0
+    for i in range(sent, sent + 10):
+        assert server.send_nowait(
+            b"%06d" % i + payload, assoc, 1, 46, limit=server.pending_sends() + 1
+        )
+    assert not server.send_nowait(b"x" * 20, assoc, 1, 46, limit=server.pending_sends())
+    assert not server.send_nowait(b"x" * 20, assoc, 99, 46)  # no such stream
+    loop.add_reader(client.sock.fileno(), client._on_readable)
+    got = [int((await next_message(client)).data[:6]) for _ in range(sent + 10)]
+    assert got == list(range(sent + 10))
+    await asyncio.sleep(0.2)
+    rest = iter(client.recv_nowait, None)
+    assert not any(isinstance(item, Message) for item in rest)  # nothing refused arrived
+    assert server.pending_sends() == 0 and server.stats.send_failed == 0
+    server.close()
+    client.close()
+
+
 async def test_socket_buffers_are_set_as_configured() -> None:
     tuning = SctpTuning(receive_buffer=4 * 1024 * 1024, send_buffer=1024 * 1024)
     ep = await SctpEndpoint.open([(LO, 0)], tuning)
