@@ -157,9 +157,6 @@ def read_assoc(read: Read) -> int | None:
     return None if rcvinfo is None else int(_RCV_FIELDS.unpack_from(rcvinfo)[2])
 
 
-"""A coalesced send waiting for the end of the loop iteration: data, ancillary data."""
-
-
 @dataclass(slots=True)
 class TransportStats:
     """Counters an operator cares about; exported by later layers."""
