@@ -693,6 +693,7 @@ static PyObject *shed_sctp(PyObject *self, PyObject *args)
         PyObject *assoc = PyLong_FromLong(assoc_id), *ppid_obj = PyLong_FromUnsignedLong(ppid);
         PyObject *command = PyLong_FromLong((long)d[5] << 16 | (long)d[6] << 8 | d[7]);
         PyObject *out_key = NULL, *count_key = NULL, *answer = NULL, *pair = NULL;
+        PyObject *kept[4] = {NULL}; /* what was looked up, held while objects are made */
         int ok = 0;
         if (assoc == NULL || ppid_obj == NULL || command == NULL)
             goto next;
@@ -712,6 +713,8 @@ static PyObject *shed_sctp(PyObject *self, PyObject *args)
         PyObject *cell_out = cell_in ? cell_of(counts, assoc, dir_out, ppid_46, stream) : NULL;
         if (cell_out == NULL)
             goto next;
+        kept[0] = Py_NewRef(anc), kept[1] = Py_NewRef(count);
+        kept[2] = Py_NewRef(cell_in), kept[3] = Py_NewRef(cell_out);
         /* Taken: from here on, what the shedder's Python does for this read. */
         answer = sigmw_busy_answer(d, len, tail);
         pair = answer ? PyTuple_Pack(2, answer, anc) : NULL;
@@ -734,6 +737,8 @@ static PyObject *shed_sctp(PyObject *self, PyObject *args)
             goto next;
         ok = 1;
     next:
+        for (int k = 0; k < 4; k++)
+            Py_XDECREF(kept[k]);
         Py_XDECREF(assoc);
         Py_XDECREF(ppid_obj);
         Py_XDECREF(command);
