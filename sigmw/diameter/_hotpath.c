@@ -418,6 +418,8 @@ static PyObject *hot_request(RelayHot *self, PyObject *const *args, Py_ssize_t n
         goto python; /* sessionless: the spreader's turn, in Python */
     long stream = target->outbound > 1 ? session_stream(session, target->outbound) : 0;
     Py_INCREF(lead); /* a reload may drop the rule while the send is made */
+    /* target and from stay borrowed: until their last use below nothing can run Python
+     * code (no GC-tracked object is made before one_send). */
 
     /* The usual request: from here on, what Relay.on_request does. */
     if (bump(self->requests, command, count) < 0)
