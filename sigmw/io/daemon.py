@@ -121,6 +121,9 @@ class Daemon:
     # --- life cycle -----------------------------------------------------------------
 
     async def run(self, install_signals: bool = True) -> int:
+        # Peers get their first state before any listener can take a CER: a client
+        # dialling in during start-up is then adopted, not started after it is up.
+        self.perform(self.manager.start(self.loop.time()))
         for lst in self.config.listen:
             addrs = [(a, lst.port) for a in lst.addresses]
             opener = endpoint_class(lst.transport)  # TcpEndpoint for transport: tcp
@@ -144,7 +147,6 @@ class Daemon:
             self._spawn(self._diameter_ticks())
         for advice in kernel_advice(read_proc_sys):
             self.emit("kernel_advice", advice=advice)
-        self.perform(self.manager.start(self.loop.time()))
         self.emit(
             "started",
             config=self.config_path,

@@ -8,6 +8,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from diameter.message.avp import Avp
@@ -16,6 +17,7 @@ from diameter.message.constants import AVP_CLASS
 from sigmw.config.loader import load_config
 from sigmw.io.daemon import Daemon
 from sigmw.io.tcp import TcpEndpoint
+from sigmw.obs.service import Observability
 from tests.diameter_node import DiameterTestClient, DiameterTestServer, result_code
 
 RELAY = "127.0.0.2"
@@ -214,3 +216,46 @@ async def test_a_server_that_stops_reading_delays_but_loses_nothing(
     relayed = [r.message.header.end_to_end_identifier for r in server.requests]
     assert relayed == sent
     await client.close()
+
+
+async def test_a_peer_that_connects_while_the_daemon_starts_does_not_stop_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client whose CER arrives between the listener opening and the peer manager
+    starting (here: while the metrics server starts) is up before its START; the daemon
+    must carry on and relay for it (it used to die on an unexpected START)."""
+    server = DiameterTestServer("server.test", "srv.test")
+    sport = await server.listen_tcp("127.0.0.3", 0)
+    lport = free_port(RELAY)
+    path = tmp_path / "peers.yaml"
+    path.write_text(config_text(lport, sport, free_port("127.0.0.4")))
+    client = DiameterTestClient("client.test", "test")
+    client_in = asyncio.Event()
+    starting = Observability.start
+
+    async def start_after_the_client(self: Observability, *args: Any) -> None:
+        await client.connect_tcp(RELAY, lport)
+        assert result_code(await client.capabilities_exchange(timeout=5)) == 2001
+        client_in.set()
+        await starting(self, *args)
+
+    monkeypatch.setattr(Observability, "start", start_after_the_client)
+    daemon = Daemon(str(path), load_config(path))
+    running = asyncio.create_task(daemon.run(install_signals=False))
+    try:
+        await asyncio.wait_for(client_in.wait(), 10)
+        await wait_until(
+            lambda: (
+                running.done()
+                or (daemon.diameter is not None and daemon.diameter.core.is_open("server"))
+            )
+        )
+        assert not running.done(), running.exception()
+        assert daemon.manager.peers["client"].state.value == "up"
+        answer = await client.request(client.ccr("srv.test"), timeout=5)
+        assert result_code(answer) == 2001
+    finally:
+        await client.close()
+        daemon.stop_requested.set()
+        await asyncio.wait_for(running, 20)
+        await server.close()
