@@ -5,7 +5,7 @@
  * library beyond libc.
  *
  * SCTP goes through plain sockets: one-to-one (SOCK_STREAM) associations,
- * sendmsg with an SCTP_SNDINFO cmsg (stream + PPID), recvmsg with an
+ * sendmmsg with an SCTP_SNDINFO cmsg per message (stream + PPID), recvmsg with an
  * SCTP_RCVINFO cmsg (stream). The constants and structs come from the kernel
  * UAPI and are spelled out here because <netinet/sctp.h> belongs to
  * libsctp-dev, an optional package.
@@ -323,12 +323,23 @@ static inline int setopt_int(int fd, int level, int opt, int v)
     return setsockopt(fd, level, opt, &v, sizeof v);
 }
 
+/* A big socket buffer: forced where allowed (root, as in the bench's namespace),
+ * else what net.core.[rw]mem_max grants. Under SCTP overload a tool whose
+ * receive buffer fills makes its kernel drop packets, and the relay's
+ * retransmission timers (1 s minimum) then stall every answer to it: the tools
+ * must never be where a run collapses. */
+static inline void sock_buffer(int fd, int forced, int plain)
+{
+    if (setopt_int(fd, SOL_SOCKET, forced, 4 << 20) < 0)
+        setopt_int(fd, SOL_SOCKET, plain, 4 << 20);
+}
+
 /* Socket options both tools want: no Nagle (request/answer traffic), big
  * buffers, and for SCTP the per-message stream info and many streams. */
 static inline void sock_tune(int fd, int sctp)
 {
-    setopt_int(fd, SOL_SOCKET, SO_SNDBUF, 4 << 20);
-    setopt_int(fd, SOL_SOCKET, SO_RCVBUF, 4 << 20);
+    sock_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF);
+    sock_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF);
     if (!sctp) {
         setopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
         return;
@@ -441,24 +452,56 @@ static inline long conn_read(conn_t *c)
     return -1;
 }
 
-static inline int sctp_send_one(int fd, uint16_t stream, const uint8_t *p, size_t len)
+/* SCTP sends go out SCTP_BURST records a sendmmsg; all but a burst's last with
+ * MSG_MORE, so the kernel bundles them into few packets (SCTP_NODELAY is set),
+ * as a relay under load does. The burst's last goes without it, so nothing
+ * stays corked once a flush is over, and never more than SCTP_BURST in a row
+ * (corked messages that fill a send buffer are never sent). */
+#define SCTP_BURST 32
+
+typedef struct {
+    struct mmsghdr mh[SCTP_BURST];
+    struct iovec iov[SCTP_BURST];
+    char cbuf[SCTP_BURST][CMSG_SPACE(sizeof(struct bench_sctp_sndinfo))];
+} sctp_burst_t;
+
+/* Fills entry i of the burst with one queued record (stream, then message). */
+static inline void sctp_burst_put(sctp_burst_t *b, int i, const uint8_t *rec, size_t mlen)
 {
-    char cbuf[CMSG_SPACE(sizeof(struct bench_sctp_sndinfo))];
-    memset(cbuf, 0, sizeof cbuf);
-    struct iovec iov = {(void *)p, len};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
-                        .msg_control = cbuf, .msg_controllen = sizeof cbuf};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    memset(b->cbuf[i], 0, sizeof b->cbuf[i]);
+    b->iov[i] = (struct iovec){(void *)(rec + 4), mlen};
+    b->mh[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &b->iov[i], .msg_iovlen = 1,
+                                            .msg_control = b->cbuf[i],
+                                            .msg_controllen = sizeof b->cbuf[i]}};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&b->mh[i].msg_hdr);
     cm->cmsg_level = SOL_SCTP;
     cm->cmsg_type = BENCH_SCTP_CMSG_SNDINFO;
     cm->cmsg_len = CMSG_LEN(sizeof(struct bench_sctp_sndinfo));
-    struct bench_sctp_sndinfo si = {.sid = stream, .ppid = htonl(DIAMETER_PPID)};
+    struct bench_sctp_sndinfo si = {.sid = (uint16_t)get32(rec), .ppid = htonl(DIAMETER_PPID)};
     memcpy(CMSG_DATA(cm), &si, sizeof si);
-    return sendmsg(fd, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
+/* Sends the n records of a burst; returns how many went, or -1 on an error
+ * other than EAGAIN/EINTR. */
+static inline int sctp_burst_send(int fd, sctp_burst_t *b, int n)
+{
+    int sent = 0;
+    if (n > 1) {
+        sent = sendmmsg(fd, b->mh, (unsigned)(n - 1), MSG_NOSIGNAL | MSG_MORE);
+        if (sent < 0)
+            return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    }
+    if (sent == n - 1) {
+        int r = sendmmsg(fd, b->mh + sent, 1, MSG_NOSIGNAL);
+        if (r < 0 && errno != EAGAIN && errno != EINTR)
+            return -1;
+        sent += r > 0;
+    }
+    return sent;
 }
 
 /* Sends what is queued: TCP in one write (the batching that keeps syscalls per
- * message low), SCTP one sendmsg per message since each carries its stream.
+ * message low), SCTP in bursts of sendmmsg (each message carries its stream).
  * Returns 0 (possibly with bytes left: caller arms EPOLLOUT) or -1 on error. */
 static inline int conn_flush(conn_t *c)
 {
@@ -476,17 +519,22 @@ static inline int conn_flush(conn_t *c)
             done += (size_t)n;
         }
     } else {
+        sctp_burst_t b;
+        size_t size[SCTP_BURST];
         while (done + 4 + DIAM_HDR_LEN <= c->out.len) {
-            const uint8_t *rec = c->out.p + done;
-            size_t mlen = get24(rec + 5);
-            if (sctp_send_one(c->fd, (uint16_t)get32(rec), rec + 4, mlen) < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN)
-                    break;
-                return -1;
+            int n = 0;
+            for (size_t at = done; n < SCTP_BURST && at + 4 + DIAM_HDR_LEN <= c->out.len; n++) {
+                size[n] = get24(c->out.p + at + 5);
+                sctp_burst_put(&b, n, c->out.p + at, size[n]);
+                at += 4 + size[n];
             }
-            done += 4 + mlen;
+            int sent = sctp_burst_send(c->fd, &b, n);
+            if (sent < 0)
+                return -1;
+            for (int i = 0; i < sent; i++)
+                done += 4 + size[i];
+            if (sent < n)
+                break; /* EAGAIN: the caller arms EPOLLOUT */
         }
     }
     buf_consume(&c->out, done);

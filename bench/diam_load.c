@@ -470,9 +470,13 @@ static void report(void)
         printf("%s\"%s\":", i > LAT_OK ? "," : "", lat_names[i]);
         print_latency(&G.lat[i]);
     }
-    printf("},\"max_send_lag_us\":%.1f,\"cpu_s\":%.4f,\"cpu_us_per_req\":%.3f}\n",
+    int rcvbuf = 0;
+    socklen_t len = sizeof rcvbuf;
+    getsockopt(G.conns[0].c.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len);
+    printf("},\"max_send_lag_us\":%.1f,\"cpu_s\":%.4f,\"cpu_us_per_req\":%.3f,"
+           "\"rcvbuf\":%d}\n",
            (double)G.max_send_lag / 1e3, cpu,
-           G.window_answers ? cpu * 1e6 / (double)G.window_answers : 0.0);
+           G.window_answers ? cpu * 1e6 / (double)G.window_answers : 0.0, rcvbuf);
 }
 
 /* ---- arguments ---- */
