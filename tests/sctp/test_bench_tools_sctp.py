@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sigmw.benchkit.tools import build_tools
+from sigmw.benchkit.tools import SERVER_PORT, Net, build_tools, start_server, stop
 
 pytestmark = pytest.mark.sctp
 
@@ -27,14 +27,9 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def server(tools: dict[str, Path]) -> Iterator[int]:
-    argv = [str(tools["diam_server"]), "--listen", "127.0.0.1", "--port", "0", "--sctp"]
-    proc = subprocess.Popen([*argv, "--apps", "4"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    ready = proc.stdout.readline().split()
-    assert ready[0] == "READY"
-    yield int(ready[1])
-    proc.terminate()
-    proc.wait(5)
+    proc = start_server(Net(None, "127.0.0.1"), tools["diam_server"], sctp=True)
+    yield SERVER_PORT
+    stop(proc)
 
 
 def load(tools: dict[str, Path], port: int, *mode: str) -> dict[str, Any]:
