@@ -612,10 +612,10 @@ static PyTypeObject RelayHotType = {
 
 static PyObject *s_local, *too_busy, *ppid_46, *dir_in, *dir_out;
 
-/* counts[key] is a [messages, bytes] list (io.traffic.Traffic.counts): add one message. */
-static int count_cell(PyObject *cell, Py_ssize_t size)
+/* counts[key] is a [messages, bytes] list (io.traffic.Traffic.counts): add to it. */
+static int count_cell(PyObject *cell, Py_ssize_t messages, Py_ssize_t size)
 {
-    PyObject *n = PyLong_FromSsize_t(PyLong_AsSsize_t(PyList_GET_ITEM(cell, 0)) + 1);
+    PyObject *n = PyLong_FromSsize_t(PyLong_AsSsize_t(PyList_GET_ITEM(cell, 0)) + messages);
     PyObject *b = PyLong_FromSsize_t(PyLong_AsSsize_t(PyList_GET_ITEM(cell, 1)) + size);
     if (n == NULL || b == NULL) {
         Py_XDECREF(n);
@@ -627,16 +627,166 @@ static int count_cell(PyObject *cell, Py_ssize_t size)
     return 0;
 }
 
-/* The [messages, bytes] cell of (assoc, direction, ppid, stream), borrowed; NULL if none. */
-static PyObject *cell_of(PyObject *counts, PyObject *assoc, PyObject *dir, PyObject *ppid,
-                         long stream)
+/* The [messages, bytes] cell of (assoc, direction, ppid, stream), a new reference; NULL
+ * if none (a Python error only if the lookup failed). */
+static PyObject *cell_of(PyObject *counts, long assoc, PyObject *dir, long ppid, long stream)
 {
-    PyObject *s = PyLong_FromLong(stream);
-    PyObject *key = s ? PyTuple_Pack(4, assoc, dir, ppid, s) : NULL;
+    PyObject *key = Py_BuildValue("(lOll)", assoc, dir, ppid, stream);
     PyObject *cell = key ? PyDict_GetItemWithError(counts, key) : NULL;
-    Py_XDECREF(s);
     Py_XDECREF(key);
-    return cell != NULL && PyList_Check(cell) && PyList_GET_SIZE(cell) == 2 ? cell : NULL;
+    return cell != NULL && PyList_Check(cell) && PyList_GET_SIZE(cell) == 2 ? Py_NewRef(cell)
+                                                                             : NULL;
+}
+
+/*
+ * What the reads of one shed_sctp call share, looked up once a call rather than once a
+ * read (per read, the dict lookups, key tuples and new ints were most of its cost); the
+ * counts are added at the end of the call. A table that is full stops the call like a
+ * key not seen yet: the read goes to the Python path, the next call starts afresh.
+ */
+#define SHED_SLOTS 64
+
+typedef struct {
+    long assoc, outbound;
+    PyObject *burst; /* held[assoc], made on first use */
+} ShedAssoc;
+
+typedef struct {
+    long assoc, a, b; /* in: (ppid, stream); out: (stream, 0); answers: (command, 0) */
+    PyObject *cell;   /* traffic cell, or for answers the Relay.answers key */
+    PyObject *anc;    /* out: the cached ancillary data */
+    Py_ssize_t messages, bytes;
+} ShedCount;
+
+typedef struct {
+    int assocs, ins, outs, commands;
+    ShedAssoc assoc[SHED_SLOTS];
+    ShedCount in[SHED_SLOTS], out[SHED_SLOTS], command[SHED_SLOTS];
+} ShedCache;
+
+static ShedCount *find_count(ShedCount *table, int used, long assoc, long a, long b)
+{
+    for (int k = 0; k < used; k++)
+        if (table[k].assoc == assoc && table[k].a == a && table[k].b == b)
+            return &table[k];
+    return NULL;
+}
+
+static ShedAssoc *shed_assoc(ShedCache *c, PyObject *known, long assoc)
+{
+    for (int k = 0; k < c->assocs; k++)
+        if (c->assoc[k].assoc == assoc)
+            return &c->assoc[k];
+    if (c->assocs == SHED_SLOTS)
+        return NULL;
+    PyObject *key = PyLong_FromLong(assoc);
+    PyObject *outbound = key ? PyDict_GetItemWithError(known, key) : NULL;
+    Py_XDECREF(key);
+    long streams = outbound ? PyLong_AsLong(outbound) : -1;
+    if (streams < 1)
+        return NULL;
+    ShedAssoc *s = &c->assoc[c->assocs++];
+    *s = (ShedAssoc){assoc, streams, NULL};
+    return s;
+}
+
+static ShedCount *shed_in(ShedCache *c, PyObject *counts, long assoc, long ppid, long stream)
+{
+    ShedCount *s = find_count(c->in, c->ins, assoc, ppid, stream);
+    if (s != NULL || c->ins == SHED_SLOTS)
+        return s;
+    PyObject *cell = cell_of(counts, assoc, dir_in, ppid, stream);
+    if (cell == NULL)
+        return NULL;
+    s = &c->in[c->ins++];
+    *s = (ShedCount){assoc, ppid, stream, cell, NULL, 0, 0};
+    return s;
+}
+
+static ShedCount *shed_out(ShedCache *c, PyObject *counts, PyObject *cmsgs, long assoc, long stream)
+{
+    ShedCount *s = find_count(c->out, c->outs, assoc, stream, 0);
+    if (s != NULL || c->outs == SHED_SLOTS)
+        return s;
+    PyObject *key = Py_BuildValue("(llO)", assoc, stream, ppid_46);
+    PyObject *anc = key ? PyDict_GetItemWithError(cmsgs, key) : NULL;
+    Py_XDECREF(key);
+    PyObject *cell = anc ? cell_of(counts, assoc, dir_out, DIAMETER_PPID, stream) : NULL;
+    if (cell == NULL)
+        return NULL;
+    s = &c->out[c->outs++];
+    *s = (ShedCount){assoc, stream, 0, cell, Py_NewRef(anc), 0, 0};
+    return s;
+}
+
+static ShedCount *shed_command(ShedCache *c, PyObject *answers, long command)
+{
+    ShedCount *s = find_count(c->command, c->commands, 0, command, 0);
+    if (s != NULL || c->commands == SHED_SLOTS)
+        return s;
+    PyObject *key = Py_BuildValue("(lOO)", command, too_busy, s_local);
+    PyObject *count = key ? PyDict_GetItemWithError(answers, key) : NULL;
+    if (count == NULL || !PyLong_Check(count)) {
+        Py_XDECREF(key);
+        return NULL;
+    }
+    s = &c->command[c->commands++];
+    *s = (ShedCount){0, command, 0, key, NULL, 0, 0};
+    return s;
+}
+
+/* Add what the call counted and let go of what it held; -1 if an update failed. */
+static int shed_finish(ShedCache *c, PyObject *answers)
+{
+    int rc = 0;
+    for (int k = 0; k < c->assocs; k++)
+        Py_XDECREF(c->assoc[k].burst);
+    ShedCount *tables[] = {c->in, c->out};
+    int used[] = {c->ins, c->outs};
+    for (int t = 0; t < 2; t++) {
+        for (int k = 0; k < used[t]; k++) {
+            ShedCount *s = &tables[t][k];
+            if (s->messages && rc == 0 && count_cell(s->cell, s->messages, s->bytes) < 0)
+                rc = -1;
+            Py_DECREF(s->cell);
+            Py_XDECREF(s->anc);
+        }
+    }
+    for (int k = 0; k < c->commands; k++) {
+        ShedCount *s = &c->command[k];
+        if (s->messages && rc == 0) {
+            PyObject *count = PyDict_GetItemWithError(answers, s->cell);
+            PyObject *more =
+                count ? PyLong_FromSsize_t(PyLong_AsSsize_t(count) + s->messages) : NULL;
+            if (more == NULL || PyDict_SetItem(answers, s->cell, more) < 0)
+                rc = -1;
+            Py_XDECREF(more);
+        }
+        Py_DECREF(s->cell);
+    }
+    return rc;
+}
+
+/* held[assoc], made and kept in the cache on first use; borrowed. */
+static PyObject *shed_burst(ShedAssoc *a, PyObject *held)
+{
+    if (a->burst != NULL)
+        return a->burst;
+    PyObject *key = PyLong_FromLong(a->assoc);
+    if (key == NULL)
+        return NULL;
+    PyObject *burst = PyDict_GetItemWithError(held, key);
+    if (burst == NULL && !PyErr_Occurred()) {
+        PyObject *fresh = PyList_New(0);
+        if (fresh != NULL && PyDict_SetItem(held, key, fresh) == 0)
+            burst = fresh;
+        Py_XDECREF(fresh); /* held keeps it */
+    }
+    Py_DECREF(key);
+    if (burst == NULL || !PyList_Check(burst))
+        return NULL;
+    a->burst = Py_NewRef(burst);
+    return burst;
 }
 
 /*
@@ -661,6 +811,9 @@ static PyObject *shed_sctp(PyObject *self, PyObject *args)
                           &PyDict_Type, &cmsgs, &PyDict_Type, &counts, &PyDict_Type, &held,
                           &PyDict_Type, &answers, &tail))
         return NULL;
+    ShedCache *cache = PyMem_Calloc(1, sizeof *cache);
+    if (cache == NULL)
+        return PyErr_NoMemory();
     Py_ssize_t taken = 0, n = PyList_GET_SIZE(reads);
     for (; i < n; i++) {
         PyObject *read = PyList_GET_ITEM(reads, i);
@@ -669,7 +822,7 @@ static PyObject *shed_sctp(PyObject *self, PyObject *args)
         PyObject *data = PyTuple_GET_ITEM(read, 0), *rcv = PyTuple_GET_ITEM(read, 2);
         long flags = PyLong_AsLong(PyTuple_GET_ITEM(read, 1));
         if (flags == -1 && PyErr_Occurred())
-            return NULL;
+            break;
         if ((flags & (MSG_EOR_FLAG | MSG_NOTIFICATION_FLAG)) != MSG_EOR_FLAG ||
             !PyBytes_Check(data) || !PyBytes_Check(rcv) || PyBytes_GET_SIZE(rcv) < RCVINFO_LEN)
             break;
@@ -692,68 +845,40 @@ static PyObject *shed_sctp(PyObject *self, PyObject *args)
         if (!(8 < slen && slen <= len - 20))
             break; /* no leading Session-Id: the spreader picks the stream, in Python */
 
-        PyObject *assoc = PyLong_FromLong(assoc_id), *ppid_obj = PyLong_FromUnsignedLong(ppid);
-        PyObject *command = PyLong_FromLong((long)d[5] << 16 | (long)d[6] << 8 | d[7]);
-        PyObject *out_key = NULL, *count_key = NULL, *answer = NULL, *pair = NULL;
-        PyObject *kept[4] = {NULL}; /* what was looked up, held while objects are made */
-        int ok = 0;
-        if (assoc == NULL || ppid_obj == NULL || command == NULL)
-            goto next;
-        PyObject *outbound_obj = PyDict_GetItemWithError(known, assoc);
-        long outbound = outbound_obj ? PyLong_AsLong(outbound_obj) : -1;
-        if (outbound < 1)
-            goto next;
+        ShedAssoc *assoc = shed_assoc(cache, known, assoc_id);
+        if (assoc == NULL)
+            break;
         uint32_t crc = crc32_of(d + 28, slen - 8);
+        long outbound = assoc->outbound;
         long stream = outbound > 1 ? (long)(crc % (uint32_t)(outbound - 1)) + 1 : 0;
-        PyObject *s = PyLong_FromLong(stream);
-        out_key = s ? PyTuple_Pack(3, assoc, s, ppid_46) : NULL;
-        Py_XDECREF(s);
-        PyObject *anc = out_key ? PyDict_GetItemWithError(cmsgs, out_key) : NULL;
-        count_key = anc ? PyTuple_Pack(3, command, too_busy, s_local) : NULL;
-        PyObject *count = count_key ? PyDict_GetItemWithError(answers, count_key) : NULL;
-        PyObject *cell_in = count ? cell_of(counts, assoc, dir_in, ppid_obj, stream_in) : NULL;
-        PyObject *cell_out = cell_in ? cell_of(counts, assoc, dir_out, ppid_46, stream) : NULL;
-        if (cell_out == NULL)
-            goto next;
-        kept[0] = Py_NewRef(anc), kept[1] = Py_NewRef(count);
-        kept[2] = Py_NewRef(cell_in), kept[3] = Py_NewRef(cell_out);
+        long command = (long)d[5] << 16 | (long)d[6] << 8 | d[7];
+        ShedCount *out = shed_out(cache, counts, cmsgs, assoc_id, stream);
+        ShedCount *count = out ? shed_command(cache, answers, command) : NULL;
+        ShedCount *in = count ? shed_in(cache, counts, assoc_id, (long)ppid, stream_in) : NULL;
+        PyObject *burst = in ? shed_burst(assoc, held) : NULL;
+        if (burst == NULL)
+            break;
         /* Taken: from here on, what the shedder's Python does for this read. */
-        answer = sigmw_busy_answer(d, len, tail);
-        pair = answer ? PyTuple_Pack(2, answer, anc) : NULL;
-        if (pair == NULL)
-            goto next;
-        PyObject *burst = PyDict_GetItemWithError(held, assoc);
-        if (burst == NULL) {
-            if (PyErr_Occurred())
-                goto next;
-            PyObject *fresh = PyList_New(0);
-            if (fresh == NULL || PyDict_SetItem(held, assoc, fresh) < 0) {
-                Py_XDECREF(fresh);
-                goto next;
-            }
-            burst = fresh;
-            Py_DECREF(fresh); /* held keeps it */
-        }
-        if (!PyList_Check(burst) || PyList_Append(burst, pair) < 0 || bump(answers, count_key, count) < 0 ||
-            count_cell(cell_in, len) < 0 || count_cell(cell_out, PyBytes_GET_SIZE(answer)) < 0)
-            goto next;
-        ok = 1;
-    next:
-        for (int k = 0; k < 4; k++)
-            Py_XDECREF(kept[k]);
-        Py_XDECREF(assoc);
-        Py_XDECREF(ppid_obj);
-        Py_XDECREF(command);
-        Py_XDECREF(out_key);
-        Py_XDECREF(count_key);
+        PyObject *answer = sigmw_busy_answer(d, len, tail);
+        PyObject *pair = answer ? PyTuple_Pack(2, answer, out->anc) : NULL;
+        int appended = pair ? PyList_Append(burst, pair) : -1;
+        Py_ssize_t answer_len = answer ? PyBytes_GET_SIZE(answer) : 0;
         Py_XDECREF(answer);
         Py_XDECREF(pair);
-        if (PyErr_Occurred())
-            return NULL;
-        if (!ok)
+        if (appended < 0)
             break;
+        in->messages++, in->bytes += len;
+        out->messages++, out->bytes += answer_len;
+        count->messages++;
         taken++;
     }
+    /* A read that stopped the call touched nothing; only a failed lookup raises. */
+    int failed = PyErr_Occurred() != NULL;
+    if (shed_finish(cache, answers) < 0)
+        failed = 1;
+    PyMem_Free(cache);
+    if (failed)
+        return NULL;
     return Py_BuildValue("(nn)", i, taken);
 }
 

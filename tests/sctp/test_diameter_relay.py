@@ -224,10 +224,10 @@ routes:""",
 async def test_overload_is_shed_with_one_answer_each_on_its_sessions_stream(
     relay: tuple[Daemon, DiameterTestServer], bulk: bool
 ) -> None:
-    """The relay falls behind (its reader paused while 1,000 requests arrive): the reads
-    past the shed bound are answered 3004 (in bulk, in C, or one by one in Python), the
-    rest relayed; every request gets one answer, every session's answers share one
-    stream, and the counts agree with what arrived."""
+    """The relay falls behind (its reader paused while 400 requests arrive, its shed bound
+    lowered to 100): the reads past the bound are answered 3004 (in bulk, in C, or one by
+    one in Python), the rest relayed; every request gets one answer, every session's answers
+    share one stream, and the counts agree with what arrived."""
     daemon, server = relay
     client = DiameterTestClient("client.test", "test")
     await client.connect_sctp([(RELAY, PORT)], [(CLIENT, 0)])
@@ -238,12 +238,16 @@ async def test_overload_is_shed_with_one_answer_each_on_its_sessions_stream(
     if not bulk:
         ep.bulk_shed = None  # the Python reference
     assert result_code(await client.request(session_request(client, "warm", 0))) == 2001
+    # A low bound keeps the test's own Python (python-diameter codes every message at the
+    # client and the server) small: at 1,000 requests the server's answers could take
+    # longer than Tx in a slow VM, and the relay rightly answered 3002.
+    ep.shed_backlog = 100
     loop = asyncio.get_running_loop()
     loop.remove_reader(ep.sock.fileno())
     sessions = [f"client.test;s{i}" for i in range(100)]
     pending = [
         asyncio.ensure_future(client.request(session_request(client, s, n)))
-        for n in range(10)
+        for n in range(4)
         for s in sessions
     ]
     await asyncio.sleep(1.0)  # all of them wait in the relay's receive buffer
@@ -251,8 +255,9 @@ async def test_overload_is_shed_with_one_answer_each_on_its_sessions_stream(
     answers = await asyncio.gather(*pending)
 
     codes = Counter(result_code(a) for a in answers)
-    assert set(codes) <= {2001, 3004} and codes[3004] >= 200 and codes[2001] >= 64, codes
     relay_ = daemon.diameter.core.relay
+    why = (codes, dict(relay_.stats), daemon.diameter.core.is_open("server"))
+    assert set(codes) <= {2001, 3004} and codes[3004] >= 150 and codes[2001] >= 64, why
     assert relay_.stats["shed_3004"] == codes[3004] == relay_.answers[(272, 3004, "local")]
     assert len(server.requests) == 1 + codes[2001]
     if bulk:
@@ -271,5 +276,5 @@ async def test_overload_is_shed_with_one_answer_each_on_its_sessions_stream(
     assert all(0 < next(iter(s)) < outbound for s in streams.values())  # type: ignore[operator]
     # Every read counted once, in bulk or not: the endpoint's count and the traffic cells.
     cells = {id(c): c for k, c in ep.traffic.counts.items() if k[1] == IN}.values()
-    assert sum(c[0] for c in cells) == ep.stats.messages_in >= 1 + 1 + 1000
+    assert sum(c[0] for c in cells) == ep.stats.messages_in >= 1 + 1 + 400
     await client.close()

@@ -290,3 +290,67 @@ def test_shed_sctp_answers_requests_and_stops_at_the_first_it_cannot_take() -> N
     reads = [_read(r) for r in requests]
     assert _speedups.shed_sctp(reads, 0, known, cmsgs, counts, held, answers, TAIL) == (5, 5)
     assert [cm for _, cm in held[5]] == [cmsgs[(5, 0, 46)]] * 5
+
+
+shed_read = st.tuples(
+    st.sampled_from([5, 6]),  # association
+    st.integers(0, 9),  # inbound stream
+    st.sampled_from([0, 46]),  # PPID (freeDiameter sends 0)
+    st.sampled_from([272, 316, 318]),  # command
+    st.integers(0, 30),  # session
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(shed_read, min_size=1, max_size=80))
+def test_shed_sctp_matches_a_read_by_read_model(spec: list[tuple[int, int, int, int, int]]) -> None:
+    """Across associations, streams, PPIDs and commands, one call holds the 3004s in read
+    order on each session's stream and adds up exactly the counts a read-by-read shedder
+    would (the C side looks each key up once a call and adds the counts at its end)."""
+    outbound = {5: 4, 6: 9}
+    cmsgs = {
+        (a, s, 46): [(132, 2, b"%d/%d" % (a, s))] for a, n in outbound.items() for s in range(n)
+    }
+    counts: dict[Any, list[int]] = {
+        (a, d, p, s): [1, 10] for a in outbound for d in (0, 1) for p in (0, 46) for s in range(10)
+    }
+    answers = {(c, 3004, "local"): 100 + c for c in (272, 316, 318)}
+    want_counts = {k: list(v) for k, v in counts.items()}
+    want_answers = dict(answers)
+    want_held: dict[int, list[Any]] = {}
+    reads = []
+    for i, (assoc, stream_in, ppid, command, session) in enumerate(spec):
+        sid = b"client.example.net;%d" % session
+        request = _request(command, i, sid, REALMS[0], b"", 0xC0)
+        reads.append(_read(request, assoc, stream_in, ppid))
+        stream = zlib.crc32(sid) % (outbound[assoc] - 1) + 1
+        answer = wire.busy_answer(request, TAIL)
+        want_held.setdefault(assoc, []).append((answer, cmsgs[(assoc, stream, 46)]))
+        for key, size in (
+            ((assoc, 0, ppid, stream_in), len(request)),
+            ((assoc, 1, 46, stream), len(answer)),
+        ):
+            want_counts[key][0] += 1
+            want_counts[key][1] += size
+        want_answers[(command, 3004, "local")] += 1
+    held: dict[int, list[Any]] = {}
+    got = _speedups.shed_sctp(reads, 0, outbound, cmsgs, counts, held, answers, TAIL)
+    assert got == (len(reads), len(reads))
+    assert (held, counts, answers) == (want_held, want_counts, want_answers)
+
+
+def test_shed_sctp_stops_when_its_tables_are_full_and_keeps_the_counts_so_far() -> None:
+    """More distinct inbound streams than a call keeps (64) stop it at the first that does
+    not fit: that read is the Python path's, the ones before are counted."""
+    known = {5: 2}
+    cmsgs = {(5, 1, 46): [(132, 2, b"x")]}
+    counts: dict[Any, Any] = {(5, 0, 46, s): [0, 0] for s in range(100)}
+    counts[(5, 1, 46, 1)] = [0, 0]
+    answers = {(272, 3004, "local"): 0}
+    request = _request(272, 1, b"s;1", REALMS[0], b"", 0xC0)
+    reads = [_read(request, stream=s) for s in range(100)]
+    held: dict[int, list[Any]] = {}
+    assert _speedups.shed_sctp(reads, 0, known, cmsgs, counts, held, answers, TAIL) == (64, 64)
+    assert answers[(272, 3004, "local")] == 64 == len(held[5]) == counts[(5, 1, 46, 1)][0]
+    assert [counts[(5, 0, 46, s)][0] for s in range(100)] == [1] * 64 + [0] * 36
+    assert _speedups.shed_sctp(reads, 64, known, cmsgs, counts, held, answers, TAIL) == (100, 36)
