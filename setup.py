@@ -1,5 +1,5 @@
-"""Build the optional C speedups (sigmw/diameter/_speedups.c with _hotpath.c, and
-sigmw/io/_mmsg.c); everything else is in pyproject.toml. Without a C compiler the install
+"""Build the optional C speedups (sigmw/diameter/_speedups.c with _hotpath.c and
+_shedsend.c, and sigmw/io/_mmsg.c); everything else is in pyproject.toml. Without a C compiler the install
 still succeeds (optional=True) and sigmw runs on the pure-Python reference code, only slower
 (the daemon logs which)."""
 
@@ -9,7 +9,11 @@ setup(
     ext_modules=[
         Extension(
             "sigmw.diameter._speedups",
-            ["sigmw/diameter/_speedups.c", "sigmw/diameter/_hotpath.c"],
+            [
+                "sigmw/diameter/_speedups.c",
+                "sigmw/diameter/_hotpath.c",
+                "sigmw/diameter/_shedsend.c",
+            ],
             depends=["sigmw/diameter/_speedups.h"],
             extra_compile_args=["-O2"],
             optional=True,

@@ -648,14 +648,14 @@ static PyObject *cell_of(PyObject *counts, long assoc, PyObject *dir, long ppid,
 
 typedef struct {
     long assoc, outbound;
-    PyObject *burst; /* held[assoc], made on first use */
 } ShedAssoc;
 
 typedef struct {
     long assoc, a, b; /* in: (ppid, stream); out: (stream, 0); answers: (command, 0) */
     PyObject *cell;   /* traffic cell, or for answers the Relay.answers key */
-    PyObject *anc;    /* out: the cached ancillary data */
     Py_ssize_t messages, bytes;
+    ShedControl ctl; /* out: the cached ancillary data, as sendmsg takes it */
+    uint16_t ctl_len;
 } ShedCount;
 
 typedef struct {
@@ -686,7 +686,7 @@ static ShedAssoc *shed_assoc(ShedCache *c, PyObject *known, long assoc)
     if (streams < 1)
         return NULL;
     ShedAssoc *s = &c->assoc[c->assocs++];
-    *s = (ShedAssoc){assoc, streams, NULL};
+    *s = (ShedAssoc){assoc, streams};
     return s;
 }
 
@@ -699,8 +699,38 @@ static ShedCount *shed_in(ShedCache *c, PyObject *counts, long assoc, long ppid,
     if (cell == NULL)
         return NULL;
     s = &c->in[c->ins++];
-    *s = (ShedCount){assoc, ppid, stream, cell, NULL, 0, 0};
+    *s = (ShedCount){assoc, ppid, stream, cell, 0, 0};
     return s;
+}
+
+/* The ancillary data `anc` ([(level, type, bytes), ...], as socket.sendmsg takes it) laid
+ * out in `ctl` as sendmsg(2) takes it; its length, or -1 if it is not that or too long. */
+static int control_of(PyObject *anc, ShedControl *ctl)
+{
+    if (!PyList_Check(anc))
+        return -1;
+    size_t used = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(anc); i++) {
+        PyObject *item = PyList_GET_ITEM(anc, i);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3 ||
+            !PyBytes_Check(PyTuple_GET_ITEM(item, 2)))
+            return -1;
+        int level = (int)PyLong_AsLong(PyTuple_GET_ITEM(item, 0));
+        int type = (int)PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
+        size_t size = (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(item, 2));
+        if (PyErr_Occurred() || used + CMSG_SPACE(size) > SHED_CONTROL_MAX) {
+            PyErr_Clear();
+            return -1;
+        }
+        struct cmsghdr *c = (struct cmsghdr *)(ctl->bytes + used);
+        memset(c, 0, CMSG_SPACE(size));
+        c->cmsg_len = CMSG_LEN(size);
+        c->cmsg_level = level;
+        c->cmsg_type = type;
+        memcpy(CMSG_DATA(c), PyBytes_AS_STRING(PyTuple_GET_ITEM(item, 2)), size);
+        used += CMSG_SPACE(size);
+    }
+    return (int)used;
 }
 
 static ShedCount *shed_out(ShedCache *c, PyObject *counts, PyObject *cmsgs, long assoc, long stream)
@@ -711,11 +741,15 @@ static ShedCount *shed_out(ShedCache *c, PyObject *counts, PyObject *cmsgs, long
     PyObject *key = Py_BuildValue("(llO)", assoc, stream, ppid_46);
     PyObject *anc = key ? PyDict_GetItemWithError(cmsgs, key) : NULL;
     Py_XDECREF(key);
-    PyObject *cell = anc ? cell_of(counts, assoc, dir_out, DIAMETER_PPID, stream) : NULL;
+    s = &c->out[c->outs];
+    int ctl_len = anc ? control_of(anc, &s->ctl) : -1;
+    PyObject *cell = ctl_len >= 0 ? cell_of(counts, assoc, dir_out, DIAMETER_PPID, stream) : NULL;
     if (cell == NULL)
         return NULL;
-    s = &c->out[c->outs++];
-    *s = (ShedCount){assoc, stream, 0, cell, Py_NewRef(anc), 0, 0};
+    c->outs++;
+    s->assoc = assoc, s->a = stream, s->b = 0, s->cell = cell;
+    s->messages = s->bytes = 0;
+    s->ctl_len = (uint16_t)ctl_len;
     return s;
 }
 
@@ -731,7 +765,7 @@ static ShedCount *shed_command(ShedCache *c, PyObject *answers, long command)
         return NULL;
     }
     s = &c->command[c->commands++];
-    *s = (ShedCount){0, command, 0, key, NULL, 0, 0};
+    *s = (ShedCount){0, command, 0, key, 0, 0};
     return s;
 }
 
@@ -739,8 +773,6 @@ static ShedCount *shed_command(ShedCache *c, PyObject *answers, long command)
 static int shed_finish(ShedCache *c, PyObject *answers)
 {
     int rc = 0;
-    for (int k = 0; k < c->assocs; k++)
-        Py_XDECREF(c->assoc[k].burst);
     ShedCount *tables[] = {c->in, c->out};
     int used[] = {c->ins, c->outs};
     for (int t = 0; t < 2; t++) {
@@ -749,7 +781,6 @@ static int shed_finish(ShedCache *c, PyObject *answers)
             if (s->messages && rc == 0 && count_cell(s->cell, s->messages, s->bytes) < 0)
                 rc = -1;
             Py_DECREF(s->cell);
-            Py_XDECREF(s->anc);
         }
     }
     for (int k = 0; k < c->commands; k++) {
@@ -767,54 +798,44 @@ static int shed_finish(ShedCache *c, PyObject *answers)
     return rc;
 }
 
-/* held[assoc], made and kept in the cache on first use; borrowed. */
-static PyObject *shed_burst(ShedAssoc *a, PyObject *held)
-{
-    if (a->burst != NULL)
-        return a->burst;
-    PyObject *key = PyLong_FromLong(a->assoc);
-    if (key == NULL)
-        return NULL;
-    PyObject *burst = PyDict_GetItemWithError(held, key);
-    if (burst == NULL && !PyErr_Occurred()) {
-        PyObject *fresh = PyList_New(0);
-        if (fresh != NULL && PyDict_SetItem(held, key, fresh) == 0)
-            burst = fresh;
-        Py_XDECREF(fresh); /* held keeps it */
-    }
-    Py_DECREF(key);
-    if (burst == NULL || !PyList_Check(burst))
-        return NULL;
-    a->burst = Py_NewRef(burst);
-    return burst;
-}
-
 /*
- * shed_sctp(reads, start, known, cmsgs, counts, held, answers, tail) -> (stop, taken)
+ * shed_sctp(reads, start, known, cmsgs, counts, sender, answers, tail)
+ *     -> (stop, taken, dropped)
  *
  * io.diameter's SCTP shedder in bulk, for the reads past the shed bound: from reads[start]
  * on, each whole Diameter application request on an association of `known` (assoc id ->
- * outbound streams of an open peer) gets its 3004 (wire.busy_answer with `tail`) held for
- * sending on its session's stream: appended to held[assoc] with the endpoint's cached
- * ancillary data `cmsgs[(assoc, stream, 46)]`, counted in and out in `counts` (the
- * endpoint's Traffic.counts) and in `answers` (Relay.answers). It stops at the first read
- * it cannot take whole that way (anything else, a sessionless request, a key not counted
- * or cached yet) and returns its index, for the Python path to take; nothing of that
- * read is touched. Why: shedding must cost a fraction of relaying, and per message the
- * Python of it cost about half a relayed pair.
+ * outbound streams of an open peer) gets its 3004 (wire.busy_answer with `tail`) queued
+ * on `sender` (a ShedSender, whose thread sends it) for its session's stream, with the
+ * endpoint's cached ancillary data `cmsgs[(assoc, stream, 46)]`; it is counted in and out
+ * in `counts` (the endpoint's Traffic.counts) and in `answers` (Relay.answers). `dropped`
+ * of them found their association's queue full and were not queued (nor counted out).
+ * It stops at the first read it cannot take whole that way (anything else, a sessionless
+ * request, a key not counted or cached yet) and returns its index, for the Python path
+ * to take; nothing of that read is touched. Why: shedding must cost a fraction of
+ * relaying, and per message the Python of it cost about half a relayed pair.
  */
 static PyObject *shed_sctp(PyObject *self, PyObject *args)
 {
-    PyObject *reads, *known, *cmsgs, *counts, *held, *answers, *tail;
+    PyObject *reads, *known, *cmsgs, *counts, *sender, *answers, *tail;
     Py_ssize_t i;
     if (!PyArg_ParseTuple(args, "O!nO!O!O!O!O!S", &PyList_Type, &reads, &i, &PyDict_Type, &known,
-                          &PyDict_Type, &cmsgs, &PyDict_Type, &counts, &PyDict_Type, &held,
+                          &PyDict_Type, &cmsgs, &PyDict_Type, &counts, &ShedSenderType, &sender,
                           &PyDict_Type, &answers, &tail))
         return NULL;
+    Py_ssize_t taken = 0, dropped = 0, n = PyList_GET_SIZE(reads);
+    Py_ssize_t room = i < n ? n - i : 1;
     ShedCache *cache = PyMem_Calloc(1, sizeof *cache);
-    if (cache == NULL)
+    ShedMsg **msgs = PyMem_Calloc((size_t)room, sizeof *msgs);
+    ShedCount **outs = PyMem_Calloc((size_t)room, sizeof *outs); /* each message's out cell */
+    Py_ssize_t *sizes = PyMem_Calloc((size_t)room, sizeof *sizes);
+    unsigned char *accepted = PyMem_Calloc((size_t)room, 1);
+    if (cache == NULL || msgs == NULL || outs == NULL || sizes == NULL || accepted == NULL) {
+        PyMem_Free(cache), PyMem_Free(msgs), PyMem_Free(outs), PyMem_Free(sizes);
+        PyMem_Free(accepted);
         return PyErr_NoMemory();
-    Py_ssize_t taken = 0, n = PyList_GET_SIZE(reads);
+    }
+    const char *tail_bytes = PyBytes_AS_STRING(tail);
+    Py_ssize_t tail_len = PyBytes_GET_SIZE(tail);
     for (; i < n; i++) {
         PyObject *read = PyList_GET_ITEM(reads, i);
         if (!PyTuple_Check(read) || PyTuple_GET_SIZE(read) != 4)
@@ -855,37 +876,51 @@ static PyObject *shed_sctp(PyObject *self, PyObject *args)
         ShedCount *out = shed_out(cache, counts, cmsgs, assoc_id, stream);
         ShedCount *count = out ? shed_command(cache, answers, command) : NULL;
         ShedCount *in = count ? shed_in(cache, counts, assoc_id, (long)ppid, stream_in) : NULL;
-        PyObject *burst = in ? shed_burst(assoc, held) : NULL;
-        if (burst == NULL)
+        if (in == NULL)
             break;
+        Py_ssize_t size = sigmw_busy_answer_size(d, len, tail_len);
+        ShedMsg *m = sigmw_shed_msg_new(assoc_id, (size_t)size, &out->ctl, out->ctl_len);
+        if (m == NULL) {
+            PyErr_NoMemory();
+            break;
+        }
         /* Taken: from here on, what the shedder's Python does for this read. */
-        PyObject *answer = sigmw_busy_answer(d, len, tail);
-        PyObject *pair = answer ? PyTuple_Pack(2, answer, out->anc) : NULL;
-        int appended = pair ? PyList_Append(burst, pair) : -1;
-        Py_ssize_t answer_len = answer ? PyBytes_GET_SIZE(answer) : 0;
-        Py_XDECREF(answer);
-        Py_XDECREF(pair);
-        if (appended < 0)
-            break;
+        sigmw_busy_answer_write(d, size, tail_bytes, tail_len, m->data);
+        msgs[taken] = m;
+        outs[taken] = out;
+        sizes[taken] = size;
         in->messages++, in->bytes += len;
-        out->messages++, out->bytes += answer_len;
+        out->messages++, out->bytes += size;
         count->messages++;
         taken++;
     }
     /* A read that stopped the call touched nothing; only a failed lookup raises. */
     int failed = PyErr_Occurred() != NULL;
+    if (taken) {
+        /* The push takes the messages (one queued may be sent, and freed, at once): what
+         * a dropped one counted out is taken back by the sizes kept here. */
+        sigmw_sender_push(sender, msgs, taken, accepted);
+        for (Py_ssize_t k = 0; k < taken; k++) {
+            if (!accepted[k]) {
+                outs[k]->messages--, outs[k]->bytes -= sizes[k];
+                dropped++;
+            }
+        }
+    }
     if (shed_finish(cache, answers) < 0)
         failed = 1;
-    PyMem_Free(cache);
+    PyMem_Free(cache), PyMem_Free(msgs), PyMem_Free(outs), PyMem_Free(sizes);
+    PyMem_Free(accepted);
     if (failed)
         return NULL;
-    return Py_BuildValue("(nn)", i, taken);
+    return Py_BuildValue("(nnn)", i, taken, dropped);
 }
 
 static PyMethodDef functions[] = {
     {"crc32", crc32_py, METH_O, "zlib.crc32 of bytes."},
     {"shed_sctp", shed_sctp, METH_VARARGS,
-     "shed_sctp(reads, start, known, cmsgs, counts, held, answers, tail) -> (stop, taken)."},
+     "shed_sctp(reads, start, known, cmsgs, counts, sender, answers, tail)"
+     " -> (stop, taken, dropped)."},
     {NULL},
 };
 
@@ -901,9 +936,9 @@ int sigmw_hotpath_init(PyObject *module)
     minus_one = PyLong_FromLong(-1);
     if (!s_lead || !s_counts || !s_bounds || !s_sum || !s_total || !s_relayed || !minus_one)
         return -1;
-    PyTypeObject *types[] = {&PendingType, &PeerType, &RelayHotType};
-    const char *names[] = {"Pending", "Peer", "RelayHot"};
-    for (int i = 0; i < 3; i++) {
+    PyTypeObject *types[] = {&PendingType, &PeerType, &RelayHotType, &ShedSenderType};
+    const char *names[] = {"Pending", "Peer", "RelayHot", "ShedSender"};
+    for (int i = 0; i < 4; i++) {
         if (PyType_Ready(types[i]) < 0 ||
             PyModule_AddObjectRef(module, names[i], (PyObject *)types[i]) < 0)
             return -1;

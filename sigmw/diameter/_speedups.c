@@ -275,13 +275,8 @@ static PyObject *split(PyObject *self, PyObject *args)
  * busy_answer(request: bytes, tail: bytes) -> bytes, as wire.busy_answer_py: the
  * request's header with R cleared and E set, its leading Session-Id AVP, then `tail`.
  */
-PyObject *sigmw_busy_answer(const unsigned char *d, Py_ssize_t len, PyObject *tail)
+Py_ssize_t sigmw_busy_answer_size(const unsigned char *d, Py_ssize_t len, Py_ssize_t tail_len)
 {
-    Py_ssize_t tail_len = PyBytes_GET_SIZE(tail);
-    if (len < HEADER_LEN) {
-        PyErr_SetString(PyExc_ValueError, "shorter than a Diameter header");
-        return NULL;
-    }
     Py_ssize_t session = 0;
     if (len >= 28 && be32(d + 20) == SESSION_ID) {
         Py_ssize_t alen = be32(d + 24) & 0xFFFFFF;
@@ -291,19 +286,35 @@ PyObject *sigmw_busy_answer(const unsigned char *d, Py_ssize_t len, PyObject *ta
                 session = len - 20; /* as a Python slice would cut it */
         }
     }
-    Py_ssize_t size = HEADER_LEN + session + tail_len;
-    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
-    if (out == NULL)
-        return NULL;
-    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+    return HEADER_LEN + session + tail_len;
+}
+
+/* `d` is a request of at least HEADER_LEN bytes; `size` from sigmw_busy_answer_size. */
+void sigmw_busy_answer_write(const unsigned char *d, Py_ssize_t size, const char *tail,
+                             Py_ssize_t tail_len, unsigned char *o)
+{
     o[0] = 1;
     o[1] = (size >> 16) & 0xFF;
     o[2] = (size >> 8) & 0xFF;
     o[3] = size & 0xFF;
     o[4] = (d[4] & 0x40) | FLAG_ERROR; /* P kept; R, T cleared; E set */
     memcpy(o + 5, d + 5, 15);
-    memcpy(o + HEADER_LEN, d + 20, session);
-    memcpy(o + HEADER_LEN + session, PyBytes_AS_STRING(tail), tail_len);
+    memcpy(o + HEADER_LEN, d + 20, size - HEADER_LEN - tail_len);
+    memcpy(o + size - tail_len, tail, tail_len);
+}
+
+PyObject *sigmw_busy_answer(const unsigned char *d, Py_ssize_t len, PyObject *tail)
+{
+    Py_ssize_t tail_len = PyBytes_GET_SIZE(tail);
+    if (len < HEADER_LEN) {
+        PyErr_SetString(PyExc_ValueError, "shorter than a Diameter header");
+        return NULL;
+    }
+    Py_ssize_t size = sigmw_busy_answer_size(d, len, tail_len);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (out != NULL)
+        sigmw_busy_answer_write(d, size, PyBytes_AS_STRING(tail), tail_len,
+                                (unsigned char *)PyBytes_AS_STRING(out));
     return out;
 }
 

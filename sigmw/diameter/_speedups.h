@@ -5,6 +5,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define HEADER_LEN 20
 #define FLAG_REQUEST 0x80
@@ -22,6 +23,32 @@ PyObject *sigmw_scan(PyObject *data);
 int64_t sigmw_result_code(const unsigned char *d, Py_ssize_t len);
 /* _speedups.c: wire.busy_answer (a new bytes object, NULL on error). */
 PyObject *sigmw_busy_answer(const unsigned char *d, Py_ssize_t len, PyObject *tail);
+/* _speedups.c: wire.busy_answer's size, and the answer written to `out` (that size). */
+Py_ssize_t sigmw_busy_answer_size(const unsigned char *d, Py_ssize_t len, Py_ssize_t tail_len);
+void sigmw_busy_answer_write(const unsigned char *d, Py_ssize_t size, const char *tail,
+                             Py_ssize_t tail_len, unsigned char *out);
+
+/* _shedsend.c: one 3004 queued for the sender thread, with its ancillary data. */
+#define SHED_CONTROL_MAX 64
+typedef union {
+    struct cmsghdr align;
+    unsigned char bytes[SHED_CONTROL_MAX];
+} ShedControl;
+typedef struct ShedMsg {
+    struct ShedMsg *next;
+    int32_t assoc;
+    uint32_t len;
+    uint16_t ctl_len;
+    ShedControl ctl;
+    unsigned char data[];
+} ShedMsg;
+/* A message of `len` bytes (data left to the caller to fill), NULL if out of memory. */
+ShedMsg *sigmw_shed_msg_new(int32_t assoc, size_t len, const ShedControl *ctl, uint16_t ctl_len);
+/* Queue msgs[0..n) on a ShedSender, taking them all (accepted[i]: queued, else freed past
+ * the association's bound); -1 if memory ran out (what was not queued is freed). */
+int sigmw_sender_push(PyObject *sender, ShedMsg **msgs, Py_ssize_t n, unsigned char *accepted);
+int sigmw_is_sender(PyObject *obj);
+extern PyTypeObject ShedSenderType;
 /* _hotpath.c: adds Pending, Peer, RelayHot and crc32 to the module; -1 on error. */
 int sigmw_hotpath_init(PyObject *module);
 

@@ -1,4 +1,4 @@
-# Types of the C module built from _speedups.c and _hotpath.c (see those files).
+# Types of the C module built from _speedups.c, _hotpath.c and _shedsend.c (see those files).
 from collections.abc import Callable
 from typing import Any
 
@@ -77,3 +77,23 @@ class RelayHot:
     def request(self, origin: str, data: bytes, now: float, /) -> list[Any] | None: ...
     def answer(self, peer: str, data: bytes, now: float, /) -> list[Any] | None: ...
     def take_hbh(self) -> int: ...
+
+# _hotpath.c: the SCTP shedder in bulk; _shedsend.c: the thread that sends its 3004s.
+def shed_sctp(
+    reads: list[Any],
+    start: int,
+    known: dict[int, int],
+    cmsgs: dict[tuple[int, int, int], list[tuple[int, int, bytes]]],
+    counts: dict[Any, list[int]],
+    sender: ShedSender,
+    answers: dict[tuple[int, int, str], int],
+    tail: bytes,
+    /,
+) -> tuple[int, int, int]: ...
+
+class ShedSender:
+    def __init__(self, fd: int, limit: int) -> None: ...
+    def counts(self) -> tuple[int, int, int]: ...
+    def drain(self, timeout: float, /) -> bool: ...
+    def stop(self) -> None: ...
+    def take(self) -> list[tuple[int, bytes, bytes]]: ...

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sigmw.core.errors import SigmwError
 from sigmw.io import sockapi
 from sigmw.io.traffic import OUT, Key
-from sigmw.io.transport import Cmsg, Held, SctpTransport, send_cmsgs
+from sigmw.io.transport import Cmsg, SctpTransport, send_cmsgs
 from sigmw.sctp import structs as s
 from sigmw.sctp.addresses import Address
 from sigmw.sctp.constants import AssocChangeState, SendFlag
@@ -230,12 +230,10 @@ class SctpEndpoint(SctpTransport):
         known = self.associations.get(assoc_id)
         return 0 if known is None or assoc_id in self._tx else known.outbound_streams
 
-    def bulk_state(
-        self,
-    ) -> tuple[dict[int, list[Held]], dict[tuple[int, int, int], list[Cmsg]], dict[Key, list[int]]]:
-        """What a bulk shedder fills in as try_send would: the held sends (left at the end
-        of the loop iteration), the cached ancillary data it reuses and the traffic counts."""
-        return self._held, self._cmsgs, self.traffic.counts
+    def bulk_state(self) -> tuple[dict[tuple[int, int, int], list[Cmsg]], dict[Key, list[int]]]:
+        """What a bulk shedder reads and fills in as try_send would: the cached ancillary
+        data it reuses and the traffic counts."""
+        return self._cmsgs, self.traffic.counts
 
     async def send_to(self, data: bytes, address: Address, stream: int = 0, ppid: int = 0) -> None:
         """Send to an address: sets the association up implicitly if there is none."""
@@ -249,6 +247,7 @@ class SctpEndpoint(SctpTransport):
 
     async def shutdown(self, assoc_id: int) -> None:
         """Graceful shutdown (SCTP_EOF) of one association; the others stay up."""
+        self.drain_sender()  # answers shed before the EOF leave before it
         await self.send(b"", assoc_id, flags=SendFlag.EOF)
 
     async def abort(self, assoc_id: int, reason: bytes = b"") -> None:
@@ -258,6 +257,7 @@ class SctpEndpoint(SctpTransport):
     def peeloff(self, assoc_id: int) -> socket.socket:
         """Detach an association into its own one-to-one socket (e.g. for a worker)."""
         self.flush_held()
+        self.drain_sender()
         sock = sockapi.peeloff(self.sock, assoc_id)
         self.associations.pop(assoc_id, None)
         return sock

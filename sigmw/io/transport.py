@@ -12,7 +12,7 @@ sends (`_hold`) are gathered per association for the loop iteration and sent at 
 end: all but each association's last with MSG_MORE, so the kernel bundles them into
 few packets despite SCTP_NODELAY (two sendmmsg calls an association when
 sigmw.io._mmsg is built, else a sendmsg each; never more than MAX_CORKED with MSG_MORE
-in a row).
+in a row). A bulk shedder's answers may leave from a `sender` thread of their own instead.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sigmw.core.errors import AssociationGoneError
 from sigmw.io import sockapi
@@ -151,6 +151,28 @@ BulkShed = Callable[[list[Read], int, float], tuple[int, int]]
 """SctpTransport.bulk_shed: (reads, start, now) -> (first read not taken, how many taken)."""
 
 
+class BackgroundSender(Protocol):
+    """Sends on this socket from a thread of its own (the C ShedSender of the bulk
+    shedder's 3004s); the transport drains and stops it before the socket goes."""
+
+    def counts(self) -> tuple[int, int, int]:
+        """(sent, failed, waiting) since it was made."""
+        ...
+
+    def drain(self, timeout: float, /) -> bool:
+        """Wait until nothing waits (True), at most `timeout` seconds."""
+        ...
+
+    def stop(self) -> None:
+        """End the thread; what still waits is dropped, counted as failed."""
+        ...
+
+
+SENDER_DRAIN_S = 0.2
+"""How long closing, shutting down or peeling off an association waits for the sender
+thread's queue (it blocks the event loop meanwhile; the queue is bounded)."""
+
+
 def read_assoc(read: Read) -> int | None:
     """The association a read came on (None without SCTP_RCVINFO)."""
     rcvinfo = read[2]
@@ -168,7 +190,8 @@ class TransportStats:
     bad_notifications: int = 0
     send_would_block: int = 0
     send_failed: int = 0
-    """Held (coalesced) messages whose association was gone by the time they left."""
+    """Held (coalesced) messages, or the sender thread's, whose association was gone by
+    the time they left."""
     partial_reads: int = 0
     """Pieces of messages handed up before their end (partial delivery)."""
     shed_in_bulk: int = 0
@@ -209,6 +232,9 @@ class SctpTransport:
         Python per message) from an index on; returns the index of the first read it did
         not take and how many it took. Those it leaves go to `overloaded` one by one."""
         self.shed_backlog = max_queued // 2
+        self.sender: BackgroundSender | None = None
+        """Set by a bulk shedder whose answers leave from a thread (see sync_sender)."""
+        self._sender_seen = (0, 0)
         self._shedding = False
         self._read_at = 0.0
         self._resume_reading()
@@ -329,7 +355,6 @@ class SctpTransport:
                     if taken:
                         self.stats.messages_in += taken
                         self.stats.shed_in_bulk += taken
-                        self._arm_held()
                     if i >= n:
                         break
                 if not self._take_all(reads[i : i + 1]):
@@ -574,6 +599,22 @@ class SctpTransport:
         """Messages waiting for socket buffer space."""
         return sum(len(q) for q in self._tx.values())
 
+    def sync_sender(self) -> None:
+        """Fold what the sender thread sent and failed since last time into `stats`
+        (read-outs call it; the thread itself never touches Python objects)."""
+        if self.sender is None:
+            return
+        sent, failed, _ = self.sender.counts()
+        seen_sent, seen_failed = self._sender_seen
+        self.stats.messages_out += sent - seen_sent
+        self.stats.send_failed += failed - seen_failed
+        self._sender_seen = (sent, failed)
+
+    def drain_sender(self) -> None:
+        """Let the sender thread's queue go first (bounded: SENDER_DRAIN_S)."""
+        if self.sender is not None:
+            self.sender.drain(SENDER_DRAIN_S)
+
     # --- life cycle -----------------------------------------------------------
 
     def close(self) -> None:
@@ -581,6 +622,10 @@ class SctpTransport:
         if self.sock.fileno() < 0:
             return
         self.flush_held()
+        if self.sender is not None:  # its thread must be done with the descriptor
+            self.sender.drain(SENDER_DRAIN_S)
+            self.sender.stop()
+            self.sync_sender()
         self._hang_up()
         self._disarm_writer()
         if self._retry is not None:

@@ -241,6 +241,23 @@ def _read(data: bytes, assoc: int = 5, stream: int = 2, ppid: int = 46, flags: i
     return (data, flags, rcvinfo, b"")
 
 
+def _control(cmsgs: list[tuple[int, int, bytes]]) -> bytes:
+    """Ancillary data laid out as sendmsg(2) takes it (struct cmsghdr, data, padding)."""
+    out = b""
+    for level, kind, data in cmsgs:
+        head = struct.pack("@Nii", socket.CMSG_LEN(len(data)), level, kind)
+        out += (head + data).ljust(socket.CMSG_SPACE(len(data)), b"\0")
+    return out
+
+
+def _queued(sender: Any) -> dict[int, list[tuple[bytes, bytes]]]:
+    """A thread-less ShedSender's queue, by association: (3004, ancillary data) in order."""
+    out: dict[int, list[tuple[bytes, bytes]]] = {}
+    for assoc, control, answer in sender.take():
+        out.setdefault(assoc, []).append((answer, control))
+    return out
+
+
 def _sinks(streams: int = 4) -> tuple[dict[int, int], dict[Any, Any], dict[Any, Any]]:
     """known associations, cached ancillary data and traffic cells, all present."""
     known = {5: streams}
@@ -252,7 +269,7 @@ def _sinks(streams: int = 4) -> tuple[dict[int, int], dict[Any, Any], dict[Any, 
 
 def test_shed_sctp_answers_requests_and_stops_at_the_first_it_cannot_take() -> None:
     known, cmsgs, counts = _sinks()
-    held: dict[int, list[Any]] = {}
+    sender = _speedups.ShedSender(-1, 1024)
     answers = {(272, 3004, "local"): 0}
     requests = [_request(272, i, b"s;%d" % i, REALMS[0], b"", 0xC0) for i in range(5)]
     stoppers = [
@@ -267,29 +284,30 @@ def test_shed_sctp_answers_requests_and_stops_at_the_first_it_cannot_take() -> N
     ]
     for stopper in stoppers:
         reads = [_read(requests[0]), _read(requests[1], ppid=0), stopper, _read(requests[2])]
-        assert _speedups.shed_sctp(reads, 1, known, cmsgs, counts, held, answers, TAIL) == (2, 1)
+        got = _speedups.shed_sctp(reads, 1, known, cmsgs, counts, sender, answers, TAIL)
+        assert got == (2, 1, 0)
     assert answers[(272, 3004, "local")] == len(stoppers)
-    sent = held[5]
+    sent = _queued(sender)[5]
     assert len(sent) == len(stoppers)
     stream = zlib.crc32(b"s;1") % 3 + 1
-    assert all(
-        pair == (wire.busy_answer(requests[1], TAIL), cmsgs[(5, stream, 46)]) for pair in sent
-    )
+    want = (wire.busy_answer(requests[1], TAIL), _control(cmsgs[(5, stream, 46)]))
+    assert all(pair == want for pair in sent)
     assert counts[(5, 0, 0, 2)] == [len(stoppers), len(stoppers) * len(requests[1])]
     assert counts[(5, 1, 46, stream)] == [len(stoppers), sum(len(p[0]) for p in sent)]
     # A key not there yet stops it too, with nothing touched: the Python path makes it.
     del cmsgs[(5, stream, 46)]
-    before = (answers.copy(), {k: list(v) for k, v in counts.items()}, len(held[5]))
+    before = (answers.copy(), {k: list(v) for k, v in counts.items()})
     assert _speedups.shed_sctp(
-        [_read(requests[1])], 0, known, cmsgs, counts, held, answers, TAIL
-    ) == (0, 0)
-    assert before == (answers, {k: list(v) for k, v in counts.items()}, len(held[5]))
+        [_read(requests[1])], 0, known, cmsgs, counts, sender, answers, TAIL
+    ) == (0, 0, 0)
+    assert before == (answers, {k: list(v) for k, v in counts.items()})
+    assert sender.take() == []
     # One stream: everything on stream 0.
     known, cmsgs, counts = _sinks(streams=1)
-    held = {}
     reads = [_read(r) for r in requests]
-    assert _speedups.shed_sctp(reads, 0, known, cmsgs, counts, held, answers, TAIL) == (5, 5)
-    assert [cm for _, cm in held[5]] == [cmsgs[(5, 0, 46)]] * 5
+    got = _speedups.shed_sctp(reads, 0, known, cmsgs, counts, sender, answers, TAIL)
+    assert got == (5, 5, 0)
+    assert [cm for _, cm in _queued(sender)[5]] == [_control(cmsgs[(5, 0, 46)])] * 5
 
 
 shed_read = st.tuples(
@@ -304,7 +322,7 @@ shed_read = st.tuples(
 @settings(max_examples=200, deadline=None)
 @given(st.lists(shed_read, min_size=1, max_size=80))
 def test_shed_sctp_matches_a_read_by_read_model(spec: list[tuple[int, int, int, int, int]]) -> None:
-    """Across associations, streams, PPIDs and commands, one call holds the 3004s in read
+    """Across associations, streams, PPIDs and commands, one call queues the 3004s in read
     order on each session's stream and adds up exactly the counts a read-by-read shedder
     would (the C side looks each key up once a call and adds the counts at its end)."""
     outbound = {5: 4, 6: 9}
@@ -317,7 +335,7 @@ def test_shed_sctp_matches_a_read_by_read_model(spec: list[tuple[int, int, int, 
     answers = {(c, 3004, "local"): 100 + c for c in (272, 316, 318)}
     want_counts = {k: list(v) for k, v in counts.items()}
     want_answers = dict(answers)
-    want_held: dict[int, list[Any]] = {}
+    want_held: dict[int, list[tuple[bytes, bytes]]] = {}
     reads = []
     for i, (assoc, stream_in, ppid, command, session) in enumerate(spec):
         sid = b"client.example.net;%d" % session
@@ -325,7 +343,7 @@ def test_shed_sctp_matches_a_read_by_read_model(spec: list[tuple[int, int, int, 
         reads.append(_read(request, assoc, stream_in, ppid))
         stream = zlib.crc32(sid) % (outbound[assoc] - 1) + 1
         answer = wire.busy_answer(request, TAIL)
-        want_held.setdefault(assoc, []).append((answer, cmsgs[(assoc, stream, 46)]))
+        want_held.setdefault(assoc, []).append((answer, _control(cmsgs[(assoc, stream, 46)])))
         for key, size in (
             ((assoc, 0, ppid, stream_in), len(request)),
             ((assoc, 1, 46, stream), len(answer)),
@@ -333,10 +351,10 @@ def test_shed_sctp_matches_a_read_by_read_model(spec: list[tuple[int, int, int, 
             want_counts[key][0] += 1
             want_counts[key][1] += size
         want_answers[(command, 3004, "local")] += 1
-    held: dict[int, list[Any]] = {}
-    got = _speedups.shed_sctp(reads, 0, outbound, cmsgs, counts, held, answers, TAIL)
-    assert got == (len(reads), len(reads))
-    assert (held, counts, answers) == (want_held, want_counts, want_answers)
+    sender = _speedups.ShedSender(-1, 1024)
+    got = _speedups.shed_sctp(reads, 0, outbound, cmsgs, counts, sender, answers, TAIL)
+    assert got == (len(reads), len(reads), 0)
+    assert (_queued(sender), counts, answers) == (want_held, want_counts, want_answers)
 
 
 def test_shed_sctp_stops_when_its_tables_are_full_and_keeps_the_counts_so_far() -> None:
@@ -349,8 +367,109 @@ def test_shed_sctp_stops_when_its_tables_are_full_and_keeps_the_counts_so_far() 
     answers = {(272, 3004, "local"): 0}
     request = _request(272, 1, b"s;1", REALMS[0], b"", 0xC0)
     reads = [_read(request, stream=s) for s in range(100)]
-    held: dict[int, list[Any]] = {}
-    assert _speedups.shed_sctp(reads, 0, known, cmsgs, counts, held, answers, TAIL) == (64, 64)
-    assert answers[(272, 3004, "local")] == 64 == len(held[5]) == counts[(5, 1, 46, 1)][0]
+    sender = _speedups.ShedSender(-1, 1024)
+    got = _speedups.shed_sctp(reads, 0, known, cmsgs, counts, sender, answers, TAIL)
+    assert got == (64, 64, 0)
+    queued = len(sender.take())
+    assert answers[(272, 3004, "local")] == 64 == queued == counts[(5, 1, 46, 1)][0]
     assert [counts[(5, 0, 46, s)][0] for s in range(100)] == [1] * 64 + [0] * 36
-    assert _speedups.shed_sctp(reads, 64, known, cmsgs, counts, held, answers, TAIL) == (100, 36)
+    got = _speedups.shed_sctp(reads, 64, known, cmsgs, counts, sender, answers, TAIL)
+    assert got == (100, 36, 0)
+
+
+# --- ShedSender: the thread that sends shed_sctp's 3004s ----------------------------------
+
+
+def _shed(sender: Any, sessions: list[bytes], assoc: int = 5) -> tuple[list[bytes], Any]:
+    """Shed one request per session on `assoc` (4 streams); the 3004s and the counts."""
+    known, cmsgs, counts = _sinks()
+    known[assoc] = 4
+    cmsgs.update({(assoc, s, 46): [(132, 2, b"sndinfo%d" % s)] for s in range(4)})
+    counts.update({(assoc, d, 46, s): [0, 0] for d in (0, 1) for s in range(8)})
+    answers = {(272, 3004, "local"): 0}
+    requests = [_request(272, i, sid, REALMS[0], b"", 0xC0) for i, sid in enumerate(sessions)]
+    reads = [_read(r, assoc) for r in requests]
+    got = _speedups.shed_sctp(reads, 0, known, cmsgs, counts, sender, answers, TAIL)
+    assert got[:2] == (len(reads), len(reads))
+    return [wire.busy_answer(r, TAIL) for r in requests], (got[2], counts, answers)
+
+
+def test_shed_sctp_drops_past_an_associations_bound_and_counts_only_what_it_queued() -> None:
+    """At most `limit` 3004s wait for one association: the rest are dropped (returned as
+    dropped, not counted out); every request still counts in and as answered 3004."""
+    sender = _speedups.ShedSender(-1, 3)
+    sessions = [b"s;%d" % i for i in range(5)]
+    answers, (dropped, counts, by_command) = _shed(sender, sessions)
+    assert dropped == 2
+    assert by_command[(272, 3004, "local")] == 5
+    assert counts[(5, 0, 46, 2)][0] == 5  # all five read on inbound stream 2
+    out = [c for k, c in counts.items() if k[:3] == (5, 1, 46)]
+    assert sum(c[0] for c in out) == 3
+    assert sum(c[1] for c in out) == sum(map(len, answers[:3]))
+    assert [a for a, _ in _queued(sender)[5]] == answers[:3]
+    # Another association has its own bound; taken ones make room again.
+    assert _shed(sender, sessions[:3], assoc=6)[1][0] == 0
+    assert _shed(sender, sessions[:3])[1][0] == 0
+
+
+def _receive_all(sock: socket.socket, count: int, timeout: float = 10.0) -> list[bytes]:
+    sock.settimeout(timeout)
+    return [sock.recv(65536) for _ in range(count)]
+
+
+def test_shed_sender_thread_sends_every_3004_in_order_and_counts_them() -> None:
+    """With a socket, the thread sends what shed_sctp queued, in order (a Unix seqpacket
+    pair stands in for the one-to-many socket: it ignores SCTP's ancillary data; the
+    SCTP suite runs the same on the kernel's SCTP)."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with mine, theirs:
+        mine.setblocking(False)
+        sender = _speedups.ShedSender(mine.fileno(), 1024)
+        want: list[bytes] = []
+        for call in range(10):
+            want += _shed(sender, [b"c%d;%d" % (call, i) for i in range(64)])[0]
+        assert _receive_all(theirs, len(want)) == want
+        assert sender.drain(5.0)
+        assert sender.counts() == (len(want), 0, 0)
+        sender.stop()
+        sender.stop()  # idempotent
+
+
+def test_shed_sender_waits_for_room_and_then_sends_the_rest() -> None:
+    """A peer that does not read fills the socket: the thread waits (EAGAIN, then poll)
+    and sends the rest, in order, once the peer reads; nothing fails or is lost."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with mine, theirs:
+        mine.setblocking(False)
+        mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sender = _speedups.ShedSender(mine.fileno(), 1024)
+        want = _shed(sender, [b"blocked;%d" % i for i in range(300)])[0]
+        assert not sender.drain(0.3)  # the peer reads nothing: they wait
+        sent, failed, waiting = sender.counts()
+        assert failed == 0 and waiting == 300 - sent and waiting > 0
+        assert _receive_all(theirs, len(want)) == want
+        assert sender.drain(5.0)
+        assert sender.counts() == (300, 0, 0)
+        sender.stop()
+
+
+def test_shed_sender_counts_a_gone_peer_as_failed_and_stop_drops_what_waits() -> None:
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with mine:
+        mine.setblocking(False)
+        theirs.close()
+        sender = _speedups.ShedSender(mine.fileno(), 1024)
+        _shed(sender, [b"gone;%d" % i for i in range(40)])
+        assert sender.drain(5.0)
+        assert sender.counts() == (0, 40, 0)  # EPIPE: the association's queue is dropped
+        sender.stop()
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with mine, theirs:
+        mine.setblocking(False)
+        mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        sender = _speedups.ShedSender(mine.fileno(), 1024)
+        _shed(sender, [b"stuck;%d" % i for i in range(300)])
+        assert not sender.drain(0.2)
+        sender.stop()  # the peer never reads: what waits is dropped, as failed
+        sent, failed, waiting = sender.counts()
+        assert (sent + failed, waiting) == (300, 0) and failed > 0
