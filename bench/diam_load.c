@@ -9,7 +9,9 @@
  *   --rate R    open loop: request k is due at start + k/R whatever the answers
  *               do, and its latency runs from that due time, so a stall shows
  *               up in the latency of every request it delayed (no coordinated
- *               omission).
+ *               omission). The generator wakes at the request interval, or every
+ *               --tick-us microseconds (default 50) if that is longer, and sends
+ *               all that is due in one burst.
  * Only requests due inside the measured window (after --warmup, for
  * --duration seconds) are counted; after the window, outstanding requests get
  * --timeout seconds to be answered, then every connection says DPR
@@ -70,8 +72,8 @@ static struct {
     const char *ip, *realm, *dest_realm;
     int port, sctp, nconns, closed, session_len;
     uint32_t app;
-    double rate, warmup, duration, timeout;
-} opt = {"127.0.0.1", "clients.bench", "server.realm", 3868, 0, 1, 0, 4, 4, 0, 1, 5, 2};
+    double rate, warmup, duration, timeout, tick_us;
+} opt = {"127.0.0.1", "clients.bench", "server.realm", 3868, 0, 1, 0, 4, 4, 0, 1, 5, 2, 50};
 
 static struct {
     gconn_t conns[MAX_CONNS];
@@ -197,7 +199,8 @@ static void send_request(int ci, uint64_t due, uint64_t now)
     msg_end(&g->c.out, s);
 
     *sl = (slot_t){.due = due, .e2e = e2e, .hbh = hbh, .conn = (uint16_t)ci, .state = SLOT_OUT,
-                   .measured = due >= G.t_meas0 && due < G.t_meas1 && G.phase < 2};
+                   .measured = due >= G.t_meas0 && due < G.t_meas1 &&
+                               (opt.rate > 0 || G.phase < 2)};
     G.sent += sl->measured;
     G.outstanding++;
     if (now > due && now - due > G.max_send_lag)
@@ -324,8 +327,9 @@ static void mark_phase(uint64_t now)
 
 static void send_due(uint64_t now)
 {
-    /* Capped per wake-up so a generator that fell behind still reads answers. */
-    for (int burst = 0; burst < 1024 && G.phase < 2; burst++) {
+    /* Capped per wake-up so a generator that fell behind still reads answers. What
+     * fell due before the window's end is sent even if the wake-up comes after it. */
+    for (int burst = 0; burst < 1024; burst++) {
         uint64_t due = G.t_start + (uint64_t)((double)G.rr * 1e9 / opt.rate);
         if (due > now || due >= G.t_meas1)
             return;
@@ -389,10 +393,10 @@ static int run(int ep, int tfd)
     for (;;) {
         uint64_t now = now_ns();
         mark_phase(now);
+        if (opt.rate > 0)
+            send_due(now); /* by due time: also what fell due at the window's end */
         if (G.phase == 2 && (G.outstanding == 0 || now >= G.t_meas1 + (uint64_t)(opt.timeout * 1e9)))
             return 0;
-        if (opt.rate > 0)
-            send_due(now);
         if (flush_all(ep) < 0)
             return -1;
         uint64_t next = G.phase == 0 ? G.t_meas0 : G.t_meas1;
@@ -485,7 +489,8 @@ static void usage(void)
 {
     fputs("usage: diam_load --connect IP --port N [--sctp] [--conns C]\n"
           "                 (--closed N | --rate R) [--duration S] [--warmup S] [--timeout S]\n"
-          "                 [--origin-realm R] [--dest-realm R] [--session-len K] [--app ID]\n",
+          "                 [--origin-realm R] [--dest-realm R] [--session-len K] [--app ID]\n"
+          "                 [--tick-us U]\n",
           stderr);
     exit(2);
 }
@@ -510,10 +515,12 @@ static void parse_args(int argc, char **argv)
         else if (!strcmp(a, "--dest-realm")) opt.dest_realm = v;
         else if (!strcmp(a, "--session-len")) opt.session_len = atoi(v);
         else if (!strcmp(a, "--app")) opt.app = (uint32_t)strtoul(v, NULL, 10);
+        else if (!strcmp(a, "--tick-us")) opt.tick_us = atof(v);
         else usage();
     }
     if ((opt.closed > 0) == (opt.rate > 0) || opt.nconns < 1 || opt.nconns > MAX_CONNS ||
-        (opt.closed && opt.closed < opt.nconns) || opt.session_len < 1 || opt.duration <= 0)
+        (opt.closed && opt.closed < opt.nconns) || opt.session_len < 1 || opt.duration <= 0 ||
+        opt.tick_us < 1)
         usage();
 }
 
@@ -543,9 +550,9 @@ int main(int argc, char **argv)
 
     int tfd = -1;
     if (opt.rate > 0) {
-        /* Wake-ups at the request interval (at least 50 us apart); each sends all due. */
-        long iv = (long)(1e9 / opt.rate);
-        iv = iv < 50000 ? 50000 : iv;
+        /* Wake-ups at the request interval (at least --tick-us apart); each sends all due. */
+        long iv = (long)(1e9 / opt.rate), floor_ns = (long)(opt.tick_us * 1000);
+        iv = iv < floor_ns ? floor_ns : iv;
         tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
         struct itimerspec its = {{iv / 1000000000, iv % 1000000000}, {0, 1}};
         timerfd_settime(tfd, 0, &its, NULL);

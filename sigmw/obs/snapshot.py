@@ -283,6 +283,7 @@ def _dropped(d: Daemon) -> Counter[str]:
     out["forward_failed"] = d.forward_failed
     for ep in _endpoints(d):
         if isinstance(ep, SctpEndpoint):
+            ep.sync_sender()  # the 3004 sender thread's failures, up to now
             out["oversize"] += ep.stats.oversize_dropped
             out["forward_failed"] += ep.stats.send_failed  # coalesced sends, gone at the flush
     return out

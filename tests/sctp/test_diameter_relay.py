@@ -262,6 +262,9 @@ async def test_overload_is_shed_with_one_answer_each_on_its_sessions_stream(
     assert len(server.requests) == 1 + codes[2001]
     if bulk:
         assert codes[3004] - 64 <= ep.stats.shed_in_bulk <= codes[3004]  # first of a key: Python
+        # Those 3004s left from the sender thread, every one.
+        assert ep.sender is not None
+        assert ep.sender.counts() == (ep.stats.shed_in_bulk, 0, 0)
     else:
         assert ep.stats.shed_in_bulk == 0
     for answer in answers:

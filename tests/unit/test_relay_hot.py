@@ -6,6 +6,8 @@ them), answers from the forwarded bytes."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import socket
 import struct
 import zlib
@@ -18,6 +20,7 @@ from sigmw.config.diameter import DiameterNode, DiameterRoute, RedirectPolicy, R
 from sigmw.diameter import _speedups, relay, wire
 from sigmw.diameter.local import LocalIdentity
 from sigmw.diameter.relay import Relay, Send
+from sigmw.io.transport import SctpTransport
 
 ME = LocalIdentity(b"relay.example.net", b"example.net", origin_state_id=1)
 ROUTES = (
@@ -417,6 +420,19 @@ def _receive_all(sock: socket.socket, count: int, timeout: float = 10.0) -> list
     return [sock.recv(65536) for _ in range(count)]
 
 
+SCHED_BATCH = 3
+
+
+def _thread_policies() -> list[int]:
+    """The scheduling policy of each thread of this process (field 41 of its stat)."""
+    out = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/stat") as f:
+            stat = f.read()
+        out.append(int(stat[stat.rindex(")") + 2 :].split()[38]))
+    return out
+
+
 def test_shed_sender_thread_sends_every_3004_in_order_and_counts_them() -> None:
     """With a socket, the thread sends what shed_sctp queued, in order (a Unix seqpacket
     pair stands in for the one-to-many socket: it ignores SCTP's ancillary data; the
@@ -431,8 +447,10 @@ def test_shed_sender_thread_sends_every_3004_in_order_and_counts_them() -> None:
         assert _receive_all(theirs, len(want)) == want
         assert sender.drain(5.0)
         assert sender.counts() == (len(want), 0, 0)
+        assert SCHED_BATCH in _thread_policies()  # it never preempts the relay's thread
         sender.stop()
         sender.stop()  # idempotent
+        assert SCHED_BATCH not in _thread_policies()
 
 
 def test_shed_sender_waits_for_room_and_then_sends_the_rest() -> None:
@@ -473,3 +491,30 @@ def test_shed_sender_counts_a_gone_peer_as_failed_and_stop_drops_what_waits() ->
         sender.stop()  # the peer never reads: what waits is dropped, as failed
         sent, failed, waiting = sender.counts()
         assert (sent + failed, waiting) == (300, 0) and failed > 0
+
+
+def test_a_transport_folds_its_sender_threads_counts_and_stops_it_when_closed() -> None:
+    async def run() -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        mine.setblocking(False)
+        with theirs:
+            transport = SctpTransport(mine)
+            sender = _speedups.ShedSender(mine.fileno(), 1024)
+            transport.sender = sender
+            want = _shed(sender, [b"fold;%d" % i for i in range(50)])[0]
+            assert _receive_all(theirs, 50) == want
+            assert sender.drain(5.0)
+            before = transport.stats.messages_out
+            transport.sync_sender()
+            transport.sync_sender()  # only what is new counts
+            assert transport.stats.messages_out == before + 50
+            theirs.close()
+            _shed(sender, [b"late;%d" % i for i in range(7)])
+            assert sender.drain(5.0)
+            transport.close()
+            assert transport.stats.send_failed == 7
+            assert sender.counts() == (50, 7, 0)
+            assert _shed(sender, [b"closed;1"])[1][0] == 1  # stopped: dropped
+            assert sender.counts() == (50, 7, 0)
+
+    asyncio.run(run())
