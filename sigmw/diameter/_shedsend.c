@@ -18,6 +18,8 @@
  * answers the relay's thread sends meanwhile, which Diameter allows (an answer is
  * matched to its request by hop-by-hop id, not by order).
  *
+ * It sends on a duplicate of the socket's descriptor, closed when it stops: should its
+ * owner close the socket first, the thread never writes to a number reused meanwhile.
  * A sender made with fd -1 starts no thread: `take` hands its queue back, for tests of
  * what shed_sctp queues.
  */
@@ -25,6 +27,7 @@
 #include "_speedups.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <poll.h>
 #include <pthread.h>
@@ -32,6 +35,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #define SENDER_CORKED 32 /* a round: all but its last with MSG_MORE (as _mmsg.c) */
 #define SENDER_RETRY_MS 5
@@ -324,6 +328,12 @@ static int sender_init(ShedSender *self, PyObject *args, PyObject *kw)
         PyErr_SetString(PyExc_ValueError, "ShedSender: limit must be at least 1");
         return -1;
     }
+    if (fd >= 0 && (fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (self->fd >= 0)
+        close(self->fd);
     self->fd = fd;
     self->limit = limit;
     return 0;
@@ -367,6 +377,9 @@ static void stop_thread(ShedSender *self)
     }
     self->nbacklogs = 0;
     self->total = 0;
+    if (self->fd >= 0)
+        close(self->fd);
+    self->fd = -1;
     pthread_cond_broadcast(&self->idle);
     pthread_mutex_unlock(&self->lock);
 }
@@ -422,7 +435,7 @@ static PyObject *sender_counts(ShedSender *self, PyObject *unused)
  * thread (fd -1), in the order it was queued, emptied. */
 static PyObject *sender_take(ShedSender *self, PyObject *unused)
 {
-    if (self->fd >= 0) {
+    if (self->fd >= 0 || self->started) {
         PyErr_SetString(PyExc_RuntimeError, "ShedSender.take: only without a thread (fd -1)");
         return NULL;
     }

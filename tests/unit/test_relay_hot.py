@@ -518,3 +518,19 @@ def test_a_transport_folds_its_sender_threads_counts_and_stops_it_when_closed() 
             assert sender.counts() == (50, 7, 0)
 
     asyncio.run(run())
+
+
+def test_shed_sender_sends_on_its_own_descriptor_until_stopped() -> None:
+    """It holds a duplicate of the descriptor: its owner closing the socket first cannot
+    make it write to a number reused meanwhile; stopping it closes the duplicate."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with theirs:
+        mine.setblocking(False)
+        sender = _speedups.ShedSender(mine.fileno(), 1024)
+        mine.close()
+        want = _shed(sender, [b"dup;%d" % i for i in range(20)])[0]
+        assert _receive_all(theirs, 20) == want
+        assert sender.drain(5.0)
+        sender.stop()
+        theirs.settimeout(5.0)
+        assert theirs.recv(100) == b""  # the last reference to the socket is gone
