@@ -822,6 +822,10 @@ static PyObject *shed_sctp(PyObject *self, PyObject *args)
                           &PyDict_Type, &cmsgs, &PyDict_Type, &counts, &ShedSenderType, &sender,
                           &PyDict_Type, &answers, &tail))
         return NULL;
+    if (i < 0) {
+        PyErr_SetString(PyExc_ValueError, "shed_sctp: start must not be negative");
+        return NULL;
+    }
     Py_ssize_t taken = 0, dropped = 0, n = PyList_GET_SIZE(reads);
     Py_ssize_t room = i < n ? n - i : 1;
     ShedCache *cache = PyMem_Calloc(1, sizeof *cache);

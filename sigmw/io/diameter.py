@@ -200,9 +200,8 @@ class DiameterService:
         a thread of their own (_speedups.ShedSender, the endpoint's `sender`): their sends
         cost the relay's thread nothing, at most SEND_NOWAIT_LIMIT wait per association
         and past that they are dropped and counted (`shed_answer_dropped`). It learns
-        each association it meets once a call (an open peer's, and nothing queued for
-        it); any read it cannot take goes back to the endpoint, which hands it to
-        sctp_shedder."""
+        each association it meets once a call (an open peer's); any read it cannot take
+        goes back to the endpoint, which hands it to sctp_shedder."""
         if _c is None:
             return None
         core, relay, shed_sctp = self.core, self.core.relay, _c.shed_sctp
@@ -223,7 +222,9 @@ class DiameterService:
                 if assoc is None or assoc in known:
                     break  # the end, or a read for the Python path
                 streams = core.shed_streams((ep, assoc), now)
-                known[assoc] = streams if 0 < streams <= ep.sendable(assoc) else 0
+                # Sends the relay's thread has queued for it do not matter: the 3004s
+                # leave apart from them (and may pass them) and are bounded on their own.
+                known[assoc] = streams if 0 < streams <= ep.outbound_streams(assoc) else 0
                 start = stop
             relay.count_shed(total)
             return stop, total

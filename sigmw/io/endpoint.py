@@ -196,15 +196,20 @@ class SctpEndpoint(SctpTransport):
         known = self.associations.get(assoc_id)
         if known is not None and stream >= known.outbound_streams:
             return False  # `send` raises the precise error
+        self._hold(assoc_id, data, self._plain_cmsgs(assoc_id, stream, ppid))
+        self.traffic.count(assoc_id, OUT, ppid, stream, len(data))
+        return True
+
+    def _plain_cmsgs(self, assoc_id: int, stream: int, ppid: int) -> list[Cmsg]:
+        """The ancillary data of a plain send, built once per association, stream and PPID
+        (never mutated); the bulk shedder takes only reads whose answers find it here."""
         cmsgs = self._cmsgs.get((assoc_id, stream, ppid))
-        if cmsgs is None:  # built once per association, stream and PPID (never mutated)
+        if cmsgs is None:
             if len(self._cmsgs) >= MAX_CACHED_CMSGS:
                 self._cmsgs.clear()
             cmsgs = send_cmsgs(stream, ppid, 0, 0, assoc_id, None)
             self._cmsgs[(assoc_id, stream, ppid)] = cmsgs
-        self._hold(assoc_id, data, cmsgs)
-        self.traffic.count(assoc_id, OUT, ppid, stream, len(data))
-        return True
+        return cmsgs
 
     def send_nowait(
         self, data: bytes, assoc_id: int, stream: int, ppid: int, limit: int = SEND_NOWAIT_LIMIT
@@ -218,17 +223,16 @@ class SctpEndpoint(SctpTransport):
         known = self.associations.get(assoc_id)
         if known is None or stream >= known.outbound_streams:
             return False
-        cmsgs = send_cmsgs(stream, ppid, 0, 0, assoc_id, None)
+        cmsgs = self._plain_cmsgs(assoc_id, stream, ppid)  # cached even while queued
         if not self._queue_nowait(assoc_id, data, cmsgs, limit):
             return False
         self.traffic.count(assoc_id, OUT, ppid, stream, len(data))
         return True
 
-    def sendable(self, assoc_id: int) -> int:
-        """The association's outbound streams if try_send would take a message for it
-        now (nothing queued), else 0."""
+    def outbound_streams(self, assoc_id: int) -> int:
+        """The association's outbound streams, 0 if it is not up here."""
         known = self.associations.get(assoc_id)
-        return 0 if known is None or assoc_id in self._tx else known.outbound_streams
+        return 0 if known is None else known.outbound_streams
 
     def bulk_state(self) -> tuple[dict[tuple[int, int, int], list[Cmsg]], dict[Key, list[int]]]:
         """What a bulk shedder reads and fills in as try_send would: the cached ancillary

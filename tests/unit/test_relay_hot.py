@@ -13,6 +13,7 @@ import struct
 import zlib
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,8 @@ from sigmw.config.diameter import DiameterNode, DiameterRoute, RedirectPolicy, R
 from sigmw.diameter import _speedups, relay, wire
 from sigmw.diameter.local import LocalIdentity
 from sigmw.diameter.relay import Relay, Send
-from sigmw.io.transport import SctpTransport
+from sigmw.io.endpoint import Association, SctpEndpoint
+from sigmw.io.transport import SctpTransport, send_cmsgs
 
 ME = LocalIdentity(b"relay.example.net", b"example.net", origin_state_id=1)
 ROUTES = (
@@ -360,6 +362,14 @@ def test_shed_sctp_matches_a_read_by_read_model(spec: list[tuple[int, int, int, 
     assert (_queued(sender), counts, answers) == (want_held, want_counts, want_answers)
 
 
+def test_shed_sctp_refuses_a_negative_start() -> None:
+    known, cmsgs, counts = _sinks()
+    reads = [_read(_request(272, 1, b"s;1", REALMS[0], b"", 0xC0))]
+    sender = _speedups.ShedSender(-1, 1024)
+    with pytest.raises(ValueError, match="start"):
+        _speedups.shed_sctp(reads, -1, known, cmsgs, counts, sender, {}, TAIL)
+
+
 def test_shed_sctp_stops_when_its_tables_are_full_and_keeps_the_counts_so_far() -> None:
     """More distinct inbound streams than a call keeps (64) stop it at the first that does
     not fit: that read is the Python path's, the ones before are counted."""
@@ -534,3 +544,23 @@ def test_shed_sender_sends_on_its_own_descriptor_until_stopped() -> None:
         sender.stop()
         theirs.settimeout(5.0)
         assert theirs.recv(100) == b""  # the last reference to the socket is gone
+
+
+def test_a_3004_queued_behind_other_sends_caches_its_ancillary_data_for_the_bulk_path() -> None:
+    """send_nowait with sends already queued for the association still fills the cache
+    the bulk shedder reads (else every later read on that stream went the Python way)."""
+
+    async def run() -> None:
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        mine.setblocking(False)
+        with theirs:
+            ep = SctpEndpoint(mine)
+            ep.associations[7] = Association(7, 4, 4)
+            assert ep._queue_nowait(7, b"first", [], 10)  # something waits for room
+            assert not ep.try_send(b"3004", 7, 2, 46)
+            assert ep.send_nowait(b"3004", 7, 2, 46)
+            cmsgs, _ = ep.bulk_state()
+            assert cmsgs[(7, 2, 46)] == send_cmsgs(2, 46, 0, 0, 7, None)
+            ep.close()
+
+    asyncio.run(run())
