@@ -704,7 +704,9 @@ static ShedCount *shed_in(ShedCache *c, PyObject *counts, long assoc, long ppid,
 }
 
 /* The ancillary data `anc` ([(level, type, bytes), ...], as socket.sendmsg takes it) laid
- * out in `ctl` as sendmsg(2) takes it; its length, or -1 if it is not that or too long. */
+ * out in `ctl` as sendmsg(2) takes it; its length, or -1 if it is not that or too long.
+ * (sigmw/io/_mmsg.c lays out its sends the same way; the two modules are built apart, and
+ * this one does it once a call, into the queued 3004s.) */
 static int control_of(PyObject *anc, ShedControl *ctl)
 {
     if (!PyList_Check(anc))

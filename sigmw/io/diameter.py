@@ -206,7 +206,7 @@ class DiameterService:
             return None
         core, relay, shed_sctp = self.core, self.core.relay, _c.shed_sctp
         sender = _c.ShedSender(ep.sock.fileno(), SEND_NOWAIT_LIMIT)
-        ep.sender = sender
+        ep.attach_sender(sender)
 
         def shed(reads: list[Read], start: int, now: float) -> tuple[int, int]:
             known: dict[int, int] = {}  # association -> outbound streams, 0: not here

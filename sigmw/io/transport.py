@@ -233,7 +233,7 @@ class SctpTransport:
         not take and how many it took. Those it leaves go to `overloaded` one by one."""
         self.shed_backlog = max_queued // 2
         self.sender: BackgroundSender | None = None
-        """Set by a bulk shedder whose answers leave from a thread (see sync_sender)."""
+        """A bulk shedder's sender thread (attach_sender), if any."""
         self._sender_seen = (0, 0)
         self._shedding = False
         self._read_at = 0.0
@@ -610,6 +610,21 @@ class SctpTransport:
         self.stats.send_failed += failed - seen_failed
         self._sender_seen = (sent, failed)
 
+    def attach_sender(self, sender: BackgroundSender) -> None:
+        """Have a bulk shedder's answers leave from `sender`'s thread; one it replaces is
+        drained and stopped first, its counts folded in."""
+        self._retire_sender()
+        self.sender = sender
+        self._sender_seen = (0, 0)
+
+    def _retire_sender(self) -> None:
+        """Drain, stop and fold in the sender thread: it must be done with the socket."""
+        if self.sender is not None:
+            self.sender.drain(SENDER_DRAIN_S)
+            self.sender.stop()
+            self.sync_sender()
+            self.sender = None
+
     def drain_sender(self) -> None:
         """Let the sender thread's queue go first (bounded: SENDER_DRAIN_S)."""
         if self.sender is not None:
@@ -622,10 +637,7 @@ class SctpTransport:
         if self.sock.fileno() < 0:
             return
         self.flush_held()
-        if self.sender is not None:  # its thread must be done with the descriptor
-            self.sender.drain(SENDER_DRAIN_S)
-            self.sender.stop()
-            self.sync_sender()
+        self._retire_sender()
         self._hang_up()
         self._disarm_writer()
         if self._retry is not None:

@@ -509,8 +509,11 @@ def test_a_transport_folds_its_sender_threads_counts_and_stops_it_when_closed() 
         mine.setblocking(False)
         with theirs:
             transport = SctpTransport(mine)
+            replaced = _speedups.ShedSender(mine.fileno(), 1024)
+            transport.attach_sender(replaced)
             sender = _speedups.ShedSender(mine.fileno(), 1024)
-            transport.sender = sender
+            transport.attach_sender(sender)
+            assert replaced.take() == []  # stopped: no thread, no descriptor left
             want = _shed(sender, [b"fold;%d" % i for i in range(50)])[0]
             assert _receive_all(theirs, 50) == want
             assert sender.drain(5.0)
