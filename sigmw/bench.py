@@ -11,10 +11,12 @@ fresh relay process each):
    the relay's max;
 2. open loop: latency at a fixed rate (2000 req/s, capped at a share of the
    slower relay's max where that is lower, as in the VM) and at 25% of the
-   relay's own max; the Python generator (TCP); then overload: 2x the relay's
-   own max (the generator waking every OVERLOAD_TICK_US), reporting goodput, 3004
-   answers and their latency, timeouts, the relay's RSS and how long until it
-   answers 2001 again.
+   relay's own max; the Python generator (TCP); then the max again (closed loop,
+   max-before) and overload: 2x that max (the generator waking every
+   OVERLOAD_TICK_US), reporting goodput against it, 3004 answers and their
+   latency, timeouts, the relay's RSS and how long until it answers 2001 again;
+   then the max once more (max-after), which shows whether the machine's speed
+   held over the overload run.
 The relay's CPU time per answer comes from /proc/<pid>/stat over each measured
 window. A "targets" block at the end checks the figures against the goals.
 """
@@ -156,12 +158,22 @@ def open_scenarios(ctx: Ctx, pid: int, fixed: int, runs: list[Run]) -> None:
     if ctx.opts.transport == "tcp":
         wait_relay_ready(ctx, RELAY_PORT, pid, timeout=60)
         runs.append(run_pygen(ctx.net, RELAY_PORT, pid, ctx.opts))
+    # The max again, in this relay process right before the overload: the VM's speed drifts
+    # by up to 2x within a boot, so a max from pass 1, minutes earlier, would set both the
+    # offered rate and the goodput's yardstick from another machine, in effect.
+    closed = ["--closed", str(best.gen["inflight"] if best else 64)]
+    wait_relay_ready(ctx, RELAY_PORT, pid, timeout=60)
+    before = measure(ctx, RELAY_PORT, pid, "max-before", "max-before", closed)
+    runs.append(before)
+    top = before.gen["throughput"] or top
     wait_relay_ready(ctx, RELAY_PORT, pid, timeout=60)
     mode = ["--rate", str(round(2 * top)), "--tick-us", str(ctx.opts.overload_tick_us)]
     over = measure(ctx, RELAY_PORT, pid, "overload", "overload", mode)
     runs.append(over)
     with contextlib.suppress(BenchError):
         over.recover_s = wait_relay_ready(ctx, RELAY_PORT, pid, timeout=ctx.opts.recover_wait)
+    if over.recover_s is not None:  # the max once more: did the machine's speed hold?
+        runs.append(measure(ctx, RELAY_PORT, pid, "max-after", "max-after", closed))
 
 
 def run_pygen(net: Net, port: int, pid: int, opts: argparse.Namespace) -> Run:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from sigmw.benchkit.pygen import avp, avp_u32, diameter_message, result_code
-from sigmw.benchkit.report import overload_targets
+from sigmw.benchkit.report import overload_targets, render_overload
 from sigmw.benchkit.tools import SOURCES, Run, build_tools
 
 FIELDS = {
@@ -181,9 +181,9 @@ def test_overload_accounting_by_result_code(tools: dict[str, Path]) -> None:
 def _overload_run(codes: dict[str, int], timeouts: int, rss: tuple[int, int]) -> Run:
     sent = sum(codes.values()) + timeouts
     busy = {"n": codes.get("3004", 0), "p50": 900.0, "p99": 5000.0}
-    gen = {"sent": sent, "goodput": codes.get("2001", 0) / 5, "duration_s": 5,
+    gen = {"sent": sent, "rate": sent / 5, "goodput": codes.get("2001", 0) / 5, "duration_s": 5,
            "result_codes": codes, "timeouts": timeouts,
-           "latency_by_code_us": {"3004": busy}}  # fmt: skip
+           "latency_by_code_us": {"3004": busy, "2001": {"n": 0}}}  # fmt: skip
     return Run("overload", "overload", gen, 10.0, rss, rss[1], recover_s=0.5)
 
 
@@ -198,6 +198,22 @@ def test_overload_targets_pass_and_fail() -> None:
         "overload RSS growth over the window", "overload no collapse: timeouts/sent",
     }  # fmt: skip
     assert not any(t.ok for t in overload_targets([closed], slow=1.0))
+
+
+def test_overload_is_measured_against_the_max_right_before_it() -> None:
+    good = _overload_run({"2001": 4500, "3004": 5500}, 0, (40_000, 41_000))  # 900/s
+    fast_pass1 = Run("closed256", "closed", {"throughput": 2000.0}, 10.0)
+    before = Run("max-before", "max-before", {"throughput": 1000.0}, 10.0)
+    goodput = "overload goodput / max"
+    [t] = [t for t in overload_targets([fast_pass1, good], slow=1.0) if t.name == goodput]
+    assert (t.ok, t.value) == (False, "0.45")  # only pass 1 (older reports): against it
+    [t] = [t for t in overload_targets([fast_pass1, before, good], slow=1.0) if t.name == goodput]
+    assert (t.ok, t.value) == (True, "0.90")
+    after = Run("max-after", "max-after", {"throughput": 1500.0}, 10.0)
+    table = render_overload({"sigmw": [fast_pass1, before, good, after]})
+    row = table.splitlines()[2].split()
+    assert row[0] == "sigmw" and row[2] == "1,000" and row[4] == "0.90"
+    assert row[-2:] == ["1,500", "2,000"]  # max after, pass-1 max
 
 
 def test_rebuilds_only_when_sources_change(tmp_path: Path) -> None:
