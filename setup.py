@@ -1,4 +1,4 @@
-"""Build the optional C speedups (sigmw/diameter/_speedups.c with _hotpath.c and
+"""Build the optional C speedups (sigmw/diameter/_speedups.c with _hotpath.c, _shed.c and
 _shedsend.c, and sigmw/io/_mmsg.c); everything else is in pyproject.toml. Without a C compiler the install
 still succeeds (optional=True) and sigmw runs on the pure-Python reference code, only slower
 (the daemon logs which)."""
@@ -12,6 +12,7 @@ setup(
             [
                 "sigmw/diameter/_speedups.c",
                 "sigmw/diameter/_hotpath.c",
+                "sigmw/diameter/_shed.c",
                 "sigmw/diameter/_shedsend.c",
             ],
             depends=["sigmw/diameter/_speedups.h"],

@@ -41,7 +41,7 @@ static void crc_init(void)
     }
 }
 
-static uint32_t crc32_of(const unsigned char *p, Py_ssize_t n)
+uint32_t sigmw_crc32(const unsigned char *p, Py_ssize_t n)
 {
     uint32_t c = 0xFFFFFFFFu;
     while (n-- > 0)
@@ -52,7 +52,7 @@ static uint32_t crc32_of(const unsigned char *p, Py_ssize_t n)
 /* routing.streams.session_stream for a bytes key and more than one outbound stream. */
 static long session_stream(PyObject *key, int outbound)
 {
-    uint32_t c = crc32_of((const unsigned char *)PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key));
+    uint32_t c = sigmw_crc32((const unsigned char *)PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key));
     return (long)(c % (uint32_t)(outbound - 1)) + 1;
 }
 
@@ -63,7 +63,7 @@ static PyObject *crc32_py(PyObject *self, PyObject *arg)
         return NULL;
     }
     return PyLong_FromUnsignedLong(
-        crc32_of((const unsigned char *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg)));
+        sigmw_crc32((const unsigned char *)PyBytes_AS_STRING(arg), PyBytes_GET_SIZE(arg)));
 }
 
 /* --- Pending: relay._Pending ---------------------------------------------------------- */
@@ -602,331 +602,8 @@ static PyTypeObject RelayHotType = {
     .tp_methods = hot_methods,
 };
 
-/* --- shedding SCTP reads in bulk ---------------------------------------------------------- */
-
-#define MSG_EOR_FLAG 0x80            /* Linux MSG_EOR */
-#define MSG_NOTIFICATION_FLAG 0x8000 /* Linux SCTP MSG_NOTIFICATION */
-#define RCVINFO_LEN 28               /* struct sctp_rcvinfo */
-#define DIAMETER_PPID 46
-#define TOO_BUSY 3004
-
-static PyObject *s_local, *too_busy, *ppid_46, *dir_in, *dir_out;
-
-/* counts[key] is a [messages, bytes] list (io.traffic.Traffic.counts): add to it. */
-static int count_cell(PyObject *cell, Py_ssize_t messages, Py_ssize_t size)
-{
-    PyObject *n = PyLong_FromSsize_t(PyLong_AsSsize_t(PyList_GET_ITEM(cell, 0)) + messages);
-    PyObject *b = PyLong_FromSsize_t(PyLong_AsSsize_t(PyList_GET_ITEM(cell, 1)) + size);
-    if (n == NULL || b == NULL) {
-        Py_XDECREF(n);
-        Py_XDECREF(b);
-        return -1;
-    }
-    PyList_SetItem(cell, 0, n);
-    PyList_SetItem(cell, 1, b);
-    return 0;
-}
-
-/* The [messages, bytes] cell of (assoc, direction, ppid, stream), a new reference; NULL
- * if none (a Python error only if the lookup failed). */
-static PyObject *cell_of(PyObject *counts, long assoc, PyObject *dir, long ppid, long stream)
-{
-    PyObject *key = Py_BuildValue("(lOll)", assoc, dir, ppid, stream);
-    PyObject *cell = key ? PyDict_GetItemWithError(counts, key) : NULL;
-    Py_XDECREF(key);
-    return cell != NULL && PyList_Check(cell) && PyList_GET_SIZE(cell) == 2 ? Py_NewRef(cell)
-                                                                             : NULL;
-}
-
-/*
- * What the reads of one shed_sctp call share, looked up once a call rather than once a
- * read (per read, the dict lookups, key tuples and new ints were most of its cost); the
- * counts are added at the end of the call. A table that is full stops the call like a
- * key not seen yet: the read goes to the Python path, the next call starts afresh.
- */
-#define SHED_SLOTS 64
-
-typedef struct {
-    long assoc, outbound;
-} ShedAssoc;
-
-typedef struct {
-    long assoc, a, b; /* in: (ppid, stream); out: (stream, 0); answers: (command, 0) */
-    PyObject *cell;   /* traffic cell, or for answers the Relay.answers key */
-    Py_ssize_t messages, bytes;
-    ShedControl ctl; /* out: the cached ancillary data, as sendmsg takes it */
-    uint16_t ctl_len;
-} ShedCount;
-
-typedef struct {
-    int assocs, ins, outs, commands;
-    ShedAssoc assoc[SHED_SLOTS];
-    ShedCount in[SHED_SLOTS], out[SHED_SLOTS], command[SHED_SLOTS];
-} ShedCache;
-
-static ShedCount *find_count(ShedCount *table, int used, long assoc, long a, long b)
-{
-    for (int k = 0; k < used; k++)
-        if (table[k].assoc == assoc && table[k].a == a && table[k].b == b)
-            return &table[k];
-    return NULL;
-}
-
-static ShedAssoc *shed_assoc(ShedCache *c, PyObject *known, long assoc)
-{
-    for (int k = 0; k < c->assocs; k++)
-        if (c->assoc[k].assoc == assoc)
-            return &c->assoc[k];
-    if (c->assocs == SHED_SLOTS)
-        return NULL;
-    PyObject *key = PyLong_FromLong(assoc);
-    PyObject *outbound = key ? PyDict_GetItemWithError(known, key) : NULL;
-    Py_XDECREF(key);
-    long streams = outbound ? PyLong_AsLong(outbound) : -1;
-    if (streams < 1)
-        return NULL;
-    ShedAssoc *s = &c->assoc[c->assocs++];
-    *s = (ShedAssoc){assoc, streams};
-    return s;
-}
-
-static ShedCount *shed_in(ShedCache *c, PyObject *counts, long assoc, long ppid, long stream)
-{
-    ShedCount *s = find_count(c->in, c->ins, assoc, ppid, stream);
-    if (s != NULL || c->ins == SHED_SLOTS)
-        return s;
-    PyObject *cell = cell_of(counts, assoc, dir_in, ppid, stream);
-    if (cell == NULL)
-        return NULL;
-    s = &c->in[c->ins++];
-    *s = (ShedCount){assoc, ppid, stream, cell, 0, 0};
-    return s;
-}
-
-/* The ancillary data `anc` ([(level, type, bytes), ...], as socket.sendmsg takes it) laid
- * out in `ctl` as sendmsg(2) takes it; its length, or -1 if it is not that or too long.
- * (sigmw/io/_mmsg.c lays out its sends the same way; the two modules are built apart, and
- * this one does it once a call, into the queued 3004s.) */
-static int control_of(PyObject *anc, ShedControl *ctl)
-{
-    if (!PyList_Check(anc))
-        return -1;
-    size_t used = 0;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(anc); i++) {
-        PyObject *item = PyList_GET_ITEM(anc, i);
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3 ||
-            !PyBytes_Check(PyTuple_GET_ITEM(item, 2)))
-            return -1;
-        int level = (int)PyLong_AsLong(PyTuple_GET_ITEM(item, 0));
-        int type = (int)PyLong_AsLong(PyTuple_GET_ITEM(item, 1));
-        size_t size = (size_t)PyBytes_GET_SIZE(PyTuple_GET_ITEM(item, 2));
-        if (PyErr_Occurred() || used + CMSG_SPACE(size) > SHED_CONTROL_MAX) {
-            PyErr_Clear();
-            return -1;
-        }
-        struct cmsghdr *c = (struct cmsghdr *)(ctl->bytes + used);
-        memset(c, 0, CMSG_SPACE(size));
-        c->cmsg_len = CMSG_LEN(size);
-        c->cmsg_level = level;
-        c->cmsg_type = type;
-        memcpy(CMSG_DATA(c), PyBytes_AS_STRING(PyTuple_GET_ITEM(item, 2)), size);
-        used += CMSG_SPACE(size);
-    }
-    return (int)used;
-}
-
-static ShedCount *shed_out(ShedCache *c, PyObject *counts, PyObject *cmsgs, long assoc, long stream)
-{
-    ShedCount *s = find_count(c->out, c->outs, assoc, stream, 0);
-    if (s != NULL || c->outs == SHED_SLOTS)
-        return s;
-    PyObject *key = Py_BuildValue("(llO)", assoc, stream, ppid_46);
-    PyObject *anc = key ? PyDict_GetItemWithError(cmsgs, key) : NULL;
-    Py_XDECREF(key);
-    s = &c->out[c->outs];
-    int ctl_len = anc ? control_of(anc, &s->ctl) : -1;
-    PyObject *cell = ctl_len >= 0 ? cell_of(counts, assoc, dir_out, DIAMETER_PPID, stream) : NULL;
-    if (cell == NULL)
-        return NULL;
-    c->outs++;
-    s->assoc = assoc, s->a = stream, s->b = 0, s->cell = cell;
-    s->messages = s->bytes = 0;
-    s->ctl_len = (uint16_t)ctl_len;
-    return s;
-}
-
-static ShedCount *shed_command(ShedCache *c, PyObject *answers, long command)
-{
-    ShedCount *s = find_count(c->command, c->commands, 0, command, 0);
-    if (s != NULL || c->commands == SHED_SLOTS)
-        return s;
-    PyObject *key = Py_BuildValue("(lOO)", command, too_busy, s_local);
-    PyObject *count = key ? PyDict_GetItemWithError(answers, key) : NULL;
-    if (count == NULL || !PyLong_Check(count)) {
-        Py_XDECREF(key);
-        return NULL;
-    }
-    s = &c->command[c->commands++];
-    *s = (ShedCount){0, command, 0, key, 0, 0};
-    return s;
-}
-
-/* Add what the call counted and let go of what it held; -1 if an update failed. */
-static int shed_finish(ShedCache *c, PyObject *answers)
-{
-    int rc = 0;
-    ShedCount *tables[] = {c->in, c->out};
-    int used[] = {c->ins, c->outs};
-    for (int t = 0; t < 2; t++) {
-        for (int k = 0; k < used[t]; k++) {
-            ShedCount *s = &tables[t][k];
-            if (s->messages && rc == 0 && count_cell(s->cell, s->messages, s->bytes) < 0)
-                rc = -1;
-            Py_DECREF(s->cell);
-        }
-    }
-    for (int k = 0; k < c->commands; k++) {
-        ShedCount *s = &c->command[k];
-        if (s->messages && rc == 0) {
-            PyObject *count = PyDict_GetItemWithError(answers, s->cell);
-            PyObject *more =
-                count ? PyLong_FromSsize_t(PyLong_AsSsize_t(count) + s->messages) : NULL;
-            if (more == NULL || PyDict_SetItem(answers, s->cell, more) < 0)
-                rc = -1;
-            Py_XDECREF(more);
-        }
-        Py_DECREF(s->cell);
-    }
-    return rc;
-}
-
-/*
- * shed_sctp(reads, start, known, cmsgs, counts, sender, answers, tail)
- *     -> (stop, taken, dropped)
- *
- * io.diameter's SCTP shedder in bulk, for the reads past the shed bound: from reads[start]
- * on, each whole Diameter application request on an association of `known` (assoc id ->
- * outbound streams of an open peer) gets its 3004 (wire.busy_answer with `tail`) queued
- * on `sender` (a ShedSender, whose thread sends it) for its session's stream, with the
- * endpoint's cached ancillary data `cmsgs[(assoc, stream, 46)]`; it is counted in and out
- * in `counts` (the endpoint's Traffic.counts) and in `answers` (Relay.answers). `dropped`
- * of them found their association's queue full and were not queued (nor counted out).
- * It stops at the first read it cannot take whole that way (anything else, a sessionless
- * request, a key not counted or cached yet) and returns its index, for the Python path
- * to take; nothing of that read is touched. Why: shedding must cost a fraction of
- * relaying, and per message the Python of it cost about half a relayed pair.
- */
-static PyObject *shed_sctp(PyObject *self, PyObject *args)
-{
-    PyObject *reads, *known, *cmsgs, *counts, *sender, *answers, *tail;
-    Py_ssize_t i;
-    if (!PyArg_ParseTuple(args, "O!nO!O!O!O!O!S", &PyList_Type, &reads, &i, &PyDict_Type, &known,
-                          &PyDict_Type, &cmsgs, &PyDict_Type, &counts, &ShedSenderType, &sender,
-                          &PyDict_Type, &answers, &tail))
-        return NULL;
-    if (i < 0) {
-        PyErr_SetString(PyExc_ValueError, "shed_sctp: start must not be negative");
-        return NULL;
-    }
-    Py_ssize_t taken = 0, dropped = 0, n = PyList_GET_SIZE(reads);
-    Py_ssize_t room = i < n ? n - i : 1;
-    ShedCache *cache = PyMem_Calloc(1, sizeof *cache);
-    ShedMsg **msgs = PyMem_Calloc((size_t)room, sizeof *msgs);
-    ShedCount **outs = PyMem_Calloc((size_t)room, sizeof *outs); /* each message's out cell */
-    Py_ssize_t *sizes = PyMem_Calloc((size_t)room, sizeof *sizes);
-    unsigned char *accepted = PyMem_Calloc((size_t)room, 1);
-    if (cache == NULL || msgs == NULL || outs == NULL || sizes == NULL || accepted == NULL) {
-        PyMem_Free(cache), PyMem_Free(msgs), PyMem_Free(outs), PyMem_Free(sizes);
-        PyMem_Free(accepted);
-        return PyErr_NoMemory();
-    }
-    const char *tail_bytes = PyBytes_AS_STRING(tail);
-    Py_ssize_t tail_len = PyBytes_GET_SIZE(tail);
-    for (; i < n; i++) {
-        PyObject *read = PyList_GET_ITEM(reads, i);
-        if (!PyTuple_Check(read) || PyTuple_GET_SIZE(read) != 4)
-            break;
-        PyObject *data = PyTuple_GET_ITEM(read, 0), *rcv = PyTuple_GET_ITEM(read, 2);
-        long flags = PyLong_AsLong(PyTuple_GET_ITEM(read, 1));
-        if (flags == -1 && PyErr_Occurred())
-            break;
-        if ((flags & (MSG_EOR_FLAG | MSG_NOTIFICATION_FLAG)) != MSG_EOR_FLAG ||
-            !PyBytes_Check(data) || !PyBytes_Check(rcv) || PyBytes_GET_SIZE(rcv) < RCVINFO_LEN)
-            break;
-        const unsigned char *r = (const unsigned char *)PyBytes_AS_STRING(rcv);
-        uint16_t stream_in;
-        uint32_t ppid_raw;
-        int32_t assoc_id;
-        memcpy(&stream_in, r, 2); /* host order, as the kernel fills struct sctp_rcvinfo */
-        memcpy(&ppid_raw, r + 8, 4);
-        memcpy(&assoc_id, r + 24, 4);
-        uint32_t ppid = be32((const unsigned char *)&ppid_raw); /* the PPID is in network order */
-        if (ppid != 0 && ppid != DIAMETER_PPID)
-            break;
-        const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
-        Py_ssize_t len = PyBytes_GET_SIZE(data);
-        if (len < HEADER_LEN || !(d[4] & FLAG_REQUEST) ||
-            (d[5] == 0 && d[6] == 1 && (d[7] == 1 || d[7] == 24 || d[7] == 26)))
-            break; /* not an application request: 257 CER, 280 DWR, 282 DPR go the usual way */
-        Py_ssize_t slen = len >= 28 && be32(d + 20) == 263 ? (Py_ssize_t)(be32(d + 24) & 0xFFFFFF) : 0;
-        if (!(8 < slen && slen <= len - 20))
-            break; /* no leading Session-Id: the spreader picks the stream, in Python */
-
-        ShedAssoc *assoc = shed_assoc(cache, known, assoc_id);
-        if (assoc == NULL)
-            break;
-        uint32_t crc = crc32_of(d + 28, slen - 8);
-        long outbound = assoc->outbound;
-        long stream = outbound > 1 ? (long)(crc % (uint32_t)(outbound - 1)) + 1 : 0;
-        long command = (long)d[5] << 16 | (long)d[6] << 8 | d[7];
-        ShedCount *out = shed_out(cache, counts, cmsgs, assoc_id, stream);
-        ShedCount *count = out ? shed_command(cache, answers, command) : NULL;
-        ShedCount *in = count ? shed_in(cache, counts, assoc_id, (long)ppid, stream_in) : NULL;
-        if (in == NULL)
-            break;
-        Py_ssize_t size = sigmw_busy_answer_size(d, len, tail_len);
-        ShedMsg *m = sigmw_shed_msg_new(assoc_id, (size_t)size, &out->ctl, out->ctl_len);
-        if (m == NULL) {
-            PyErr_NoMemory();
-            break;
-        }
-        /* Taken: from here on, what the shedder's Python does for this read. */
-        sigmw_busy_answer_write(d, size, tail_bytes, tail_len, m->data);
-        msgs[taken] = m;
-        outs[taken] = out;
-        sizes[taken] = size;
-        in->messages++, in->bytes += len;
-        out->messages++, out->bytes += size;
-        count->messages++;
-        taken++;
-    }
-    /* A read that stopped the call touched nothing; only a failed lookup raises. */
-    int failed = PyErr_Occurred() != NULL;
-    if (taken) {
-        /* The push takes the messages (one queued may be sent, and freed, at once): what
-         * a dropped one counted out is taken back by the sizes kept here. */
-        sigmw_sender_push(sender, msgs, taken, accepted);
-        for (Py_ssize_t k = 0; k < taken; k++) {
-            if (!accepted[k]) {
-                outs[k]->messages--, outs[k]->bytes -= sizes[k];
-                dropped++;
-            }
-        }
-    }
-    if (shed_finish(cache, answers) < 0)
-        failed = 1;
-    PyMem_Free(cache), PyMem_Free(msgs), PyMem_Free(outs), PyMem_Free(sizes);
-    PyMem_Free(accepted);
-    if (failed)
-        return NULL;
-    return Py_BuildValue("(nnn)", i, taken, dropped);
-}
-
 static PyMethodDef functions[] = {
     {"crc32", crc32_py, METH_O, "zlib.crc32 of bytes."},
-    {"shed_sctp", shed_sctp, METH_VARARGS,
-     "shed_sctp(reads, start, known, cmsgs, counts, sender, answers, tail)"
-     " -> (stop, taken, dropped)."},
     {NULL},
 };
 
@@ -942,19 +619,12 @@ int sigmw_hotpath_init(PyObject *module)
     minus_one = PyLong_FromLong(-1);
     if (!s_lead || !s_counts || !s_bounds || !s_sum || !s_total || !s_relayed || !minus_one)
         return -1;
-    PyTypeObject *types[] = {&PendingType, &PeerType, &RelayHotType, &ShedSenderType};
-    const char *names[] = {"Pending", "Peer", "RelayHot", "ShedSender"};
-    for (int i = 0; i < 4; i++) {
+    PyTypeObject *types[] = {&PendingType, &PeerType, &RelayHotType};
+    const char *names[] = {"Pending", "Peer", "RelayHot"};
+    for (int i = 0; i < 3; i++) {
         if (PyType_Ready(types[i]) < 0 ||
             PyModule_AddObjectRef(module, names[i], (PyObject *)types[i]) < 0)
             return -1;
     }
-    s_local = PyUnicode_InternFromString("local");
-    too_busy = PyLong_FromLong(TOO_BUSY);
-    ppid_46 = PyLong_FromLong(DIAMETER_PPID);
-    dir_in = PyLong_FromLong(0); /* io.traffic.IN, OUT */
-    dir_out = PyLong_FromLong(1);
-    if (!s_local || !too_busy || !ppid_46 || !dir_in || !dir_out)
-        return -1;
     return PyModule_AddFunctions(module, functions);
 }

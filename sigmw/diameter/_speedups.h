@@ -51,5 +51,9 @@ int sigmw_is_sender(PyObject *obj);
 extern PyTypeObject ShedSenderType;
 /* _hotpath.c: adds Pending, Peer, RelayHot and crc32 to the module; -1 on error. */
 int sigmw_hotpath_init(PyObject *module);
+/* _hotpath.c: zlib.crc32, for session -> stream. */
+uint32_t sigmw_crc32(const unsigned char *p, Py_ssize_t n);
+/* _shed.c: adds ShedSender, shed_sctp and recv_shed to the module; -1 on error. */
+int sigmw_shed_init(PyObject *module);
 
 #endif

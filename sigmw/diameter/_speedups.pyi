@@ -1,4 +1,4 @@
-# Types of the C module built from _speedups.c, _hotpath.c and _shedsend.c (see those files).
+# Types of the C module built from _speedups.c, _hotpath.c, _shed.c and _shedsend.c.
 from collections.abc import Callable
 from typing import Any
 
@@ -78,7 +78,7 @@ class RelayHot:
     def answer(self, peer: str, data: bytes, now: float, /) -> list[Any] | None: ...
     def take_hbh(self) -> int: ...
 
-# _hotpath.c: the SCTP shedder in bulk; _shedsend.c: the thread that sends its 3004s.
+# _shed.c: the SCTP shedder in bulk; _shedsend.c: the thread that sends its 3004s.
 def shed_sctp(
     reads: list[Any],
     start: int,
@@ -90,6 +90,20 @@ def shed_sctp(
     tail: bytes,
     /,
 ) -> tuple[int, int, int]: ...
+def recv_shed(
+    fd: int,
+    want: int,
+    slot: int,
+    room: tuple[int, int, float, int],
+    known: dict[int, int] | None,
+    learn: Callable[[int], int],
+    cmsgs: dict[tuple[int, int, int], list[tuple[int, int, bytes]]],
+    counts: dict[Any, list[int]],
+    sender: ShedSender,
+    answers: dict[tuple[int, int, str], int],
+    tail: bytes,
+    /,
+) -> tuple[list[Any], int, int, int]: ...
 
 class ShedSender:
     def __init__(self, fd: int, limit: int) -> None: ...

@@ -309,7 +309,8 @@ class Daemon:
             ep.direct = functools.partial(self._direct_sctp, ep, dialer)
             if self.diameter is not None:
                 ep.overloaded = self.diameter.sctp_shedder(ep, ep.direct)
-                ep.bulk_shed = self.diameter.sctp_bulk_shedder(ep)
+                if (bulk := self.diameter.sctp_bulk_shedder(ep)) is not None:
+                    ep.bulk_shed, ep.recv_shed = bulk
             ep.shed_backlog = SHED_BACKLOG
 
     def _direct(

@@ -37,7 +37,7 @@ from sigmw.diameter.wire import c_speedups as _c
 from sigmw.io.endpoint import SEND_NOWAIT_LIMIT, SctpEndpoint
 from sigmw.io.endpoints import Endpoint
 from sigmw.io.tcp import TcpEndpoint
-from sigmw.io.transport import BulkShed, Message, Read, read_assoc
+from sigmw.io.transport import BulkShed, Message, Read, RecvShed, Room, read_assoc
 
 log = logging.getLogger("sigmw")
 
@@ -193,43 +193,64 @@ class DiameterService:
 
         return shed
 
-    def sctp_bulk_shedder(self, ep: SctpEndpoint) -> BulkShed | None:
-        """SctpEndpoint.bulk_shed, with the C speedups: what sctp_shedder does, for a
-        batch of reads at once and with no Python per message (_speedups.shed_sctp), so
-        that a shed request costs a small fraction of a relayed one. Its 3004s leave from
-        a thread of their own (_speedups.ShedSender, the endpoint's `sender`): their sends
-        cost the relay's thread nothing, at most SEND_NOWAIT_LIMIT wait per association
-        and past that they are dropped and counted (`shed_answer_dropped`). It learns
-        each association it meets once a call (an open peer's); any read it cannot take
-        goes back to the endpoint, which hands it to sctp_shedder."""
+    def sctp_bulk_shedder(self, ep: SctpEndpoint) -> tuple[BulkShed, RecvShed] | None:
+        """SctpEndpoint.bulk_shed and recv_shed, with the C speedups: what sctp_shedder
+        does, for many reads at once and with no Python per message (_speedups.shed_sctp
+        on reads made, recv_shed on the reads it makes itself), so that a shed request
+        costs a small fraction of a relayed one. Their 3004s leave from a thread of their
+        own (_speedups.ShedSender, the endpoint's `sender`): their sends cost the relay's
+        thread nothing, at most SEND_NOWAIT_LIMIT wait per association and past that they
+        are dropped and counted (`shed_answer_dropped`). Each association met is looked
+        up once a call (an open peer's); any read they cannot take goes back to the
+        endpoint, which hands it to sctp_shedder."""
         if _c is None:
             return None
-        core, relay, shed_sctp = self.core, self.core.relay, _c.shed_sctp
+        core, relay, shed_sctp, recv_shed = self.core, self.core.relay, _c.shed_sctp, _c.recv_shed
         sender = _c.ShedSender(ep.sock.fileno(), SEND_NOWAIT_LIMIT)
         ep.attach_sender(sender)
 
+        def streams_of(assoc: int, now: float) -> int:
+            """Its outbound streams if it is an open peer's association, else 0."""
+            streams = core.shed_streams((ep, assoc), now)
+            # Sends the relay's thread has queued for it do not matter: the 3004s leave
+            # apart from them (and may pass them) and are bounded on their own.
+            return streams if 0 < streams <= ep.outbound_streams(assoc) else 0
+
+        def counted(taken: int, dropped: int) -> None:
+            if dropped:
+                relay.stats["shed_answer_dropped"] += dropped
+            relay.count_shed(taken)
+
         def shed(reads: list[Read], start: int, now: float) -> tuple[int, int]:
             known: dict[int, int] = {}  # association -> outbound streams, 0: not here
-            total = 0
+            total = dropped = 0
             while True:
                 cmsgs, counts = ep.bulk_state()
                 args = (known, cmsgs, counts, sender, relay.answers, relay.busy_tail)
-                stop, taken, dropped = shed_sctp(reads, start, *args)
-                total += taken
-                if dropped:
-                    relay.stats["shed_answer_dropped"] += dropped
+                stop, taken, dropped_now = shed_sctp(reads, start, *args)
+                total, dropped = total + taken, dropped + dropped_now
                 assoc = read_assoc(reads[stop]) if stop < len(reads) else None
                 if assoc is None or assoc in known:
                     break  # the end, or a read for the Python path
-                streams = core.shed_streams((ep, assoc), now)
-                # Sends the relay's thread has queued for it do not matter: the 3004s
-                # leave apart from them (and may pass them) and are bounded on their own.
-                known[assoc] = streams if 0 < streams <= ep.outbound_streams(assoc) else 0
+                known[assoc] = streams_of(assoc, now)
                 start = stop
-            relay.count_shed(total)
+            counted(total, dropped)
             return stop, total
 
-        return shed
+        def recv(
+            fd: int, want: int, slot: int, room: Room, may_shed: bool, now: float
+        ) -> tuple[list[Read], int, int]:
+            cmsgs, counts = ep.bulk_state()
+            known: dict[int, int] | None = {} if may_shed else None
+            reads, keep, taken, dropped = recv_shed(
+                fd, want, slot, room, known, lambda assoc: streams_of(assoc, now), cmsgs,
+                counts, sender, relay.answers, relay.busy_tail,
+            )  # fmt: skip
+            if taken or dropped:
+                counted(taken, dropped)
+            return reads, keep, taken
+
+        return shed, recv
 
     def tick(self) -> list[Output]:
         return self.core.timer(self.now())

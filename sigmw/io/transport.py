@@ -149,6 +149,14 @@ Held = tuple[bytes, list[Cmsg]]
 """A message held for the end of the loop iteration, with its ancillary data."""
 BulkShed = Callable[[list[Read], int, float], tuple[int, int]]
 """SctpTransport.bulk_shed: (reads, start, now) -> (first read not taken, how many taken)."""
+Room = tuple[int, int, float, int]
+"""What the shed bound of a full batch is worked out from (SctpTransport._room): messages
+queued here, the bound in messages, SHED_BUFFER_SHARE and SKB_OVERHEAD."""
+RecvShed = Callable[[int, int, int, Room, bool, float], tuple[list[Read], int, int]]
+"""SctpTransport.recv_shed: (fd, reads wanted, slot bytes, room, may shed, now) ->
+(reads, keep, how many it shed). It reads a batch, keeps what `_room` would of a full one
+and sheds the rest as `bulk_shed` would (if it may), straight from its buffers; `reads`
+are those kept, then those from the first past `keep` it did not shed on."""
 
 
 class BackgroundSender(Protocol):
@@ -195,7 +203,10 @@ class TransportStats:
     partial_reads: int = 0
     """Pieces of messages handed up before their end (partial delivery)."""
     shed_in_bulk: int = 0
-    """Reads past the shed bound taken by `bulk_shed` (the rest went to `overloaded`)."""
+    """Reads past the shed bound taken by `bulk_shed` or `recv_shed` (the rest went to
+    `overloaded`)."""
+    shed_at_read: int = 0
+    """Of shed_in_bulk, those `recv_shed` took straight from its receive buffers."""
 
 
 class SctpTransport:
@@ -231,6 +242,10 @@ class SctpTransport:
         """Optional, with `overloaded`: takes reads past the shed bound in bulk (C, no
         Python per message) from an index on; returns the index of the first read it did
         not take and how many it took. Those it leaves go to `overloaded` one by one."""
+        self.recv_shed: RecvShed | None = None
+        """Optional, with `overloaded`: reads in place of `_read_batch` and sheds what is
+        past the bound of a full batch itself (C, the reads it sheds never become Python
+        objects); what it hands back goes on as a batch read otherwise would."""
         self.shed_backlog = max_queued // 2
         self.sender: BackgroundSender | None = None
         """A bulk shedder's sender thread (attach_sender), if any."""
@@ -279,13 +294,16 @@ class SctpTransport:
     def _on_readable(self) -> None:
         self._read_at = self._loop.time()
         try:
-            batch = self._read_batch() if _recv_batch is not None else self._read_each()
+            if self.recv_shed is not None and self.overloaded is not None:
+                batch, keep = self._read_shedding(self.recv_shed)
+            else:
+                batch = self._read_batch() if _recv_batch is not None else self._read_each()
+                keep = len(batch)
+                if keep == READS_PER_WAKEUP and self.overloaded is not None:
+                    keep = self._room(batch)  # a full read: more may wait; over the bound, shed
         except OSError as exc:
             self._read_failed(exc)
             return
-        keep = len(batch)
-        if keep == READS_PER_WAKEUP and self.overloaded is not None:
-            keep = self._room(batch)  # a full read: more may wait; over the bound, shed
         if not self._take_all(batch if keep == len(batch) else batch[:keep]):
             return  # hung up
         if keep < len(batch) and not self._shed_all(list(batch[keep:])):
@@ -299,6 +317,24 @@ class SctpTransport:
         """Up to READS_PER_WAKEUP reads with one system call (sigmw.io._mmsg)."""
         assert _recv_batch is not None
         return _recv_batch(self.sock.fileno(), READS_PER_WAKEUP, RECV_SLOT)
+
+    def _read_shedding(self, recv_shed: RecvShed) -> tuple[Sequence[Read], int]:
+        """A batch read by `recv_shed`, and how many of what it hands back are under the
+        bound. It sheds what is past the bound, up to the first read it cannot take, before
+        the reads under the bound are handled: their 3004s may leave first, which no peer
+        can tell from a relayed answer that took longer. It may shed only when nothing is
+        queued or being reassembled here (as `_shed_all` with `bulk_shed`)."""
+        room = (len(self._rx), self.shed_backlog, SHED_BUFFER_SHARE, SKB_OVERHEAD)
+        may_shed = not (self._rx or self._partial or self._oversize)
+        fd = self.sock.fileno()
+        reads, keep, shed = recv_shed(
+            fd, READS_PER_WAKEUP, RECV_SLOT, room, may_shed, self._read_at
+        )
+        if shed:
+            self.stats.messages_in += shed
+            self.stats.shed_in_bulk += shed
+            self.stats.shed_at_read += shed
+        return reads, keep
 
     def _read_each(self) -> Sequence[Read]:
         """The reference (and the fallback without the C module): a recvmsg a read."""

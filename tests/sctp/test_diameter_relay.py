@@ -220,21 +220,25 @@ routes:""",
         await backup.close()
 
 
-@pytest.mark.parametrize("bulk", [True, False], ids=["bulk", "one_by_one"])
+@pytest.mark.parametrize("mode", ["at_read", "bulk", "one_by_one"])
 async def test_overload_is_shed_with_one_answer_each_on_its_sessions_stream(
-    relay: tuple[Daemon, DiameterTestServer], bulk: bool
+    relay: tuple[Daemon, DiameterTestServer], mode: str
 ) -> None:
     """The relay falls behind (its reader paused while 400 requests arrive, its shed bound
-    lowered to 100): the reads past the bound are answered 3004 (in bulk, in C, or one by
-    one in Python), the rest relayed; every request gets one answer, every session's answers
-    share one stream, and the counts agree with what arrived."""
+    lowered to 100): the reads past the bound are answered 3004 (in C as they are read, in C
+    on reads made in Python, or one by one in Python), the rest relayed; every request gets
+    one answer, every session's answers share one stream, and the counts agree with what
+    arrived."""
+    bulk = mode != "one_by_one"
     daemon, server = relay
     client = DiameterTestClient("client.test", "test")
     await client.connect_sctp([(RELAY, PORT)], [(CLIENT, 0)])
     assert result_code(await client.capabilities_exchange()) == 2001
     ep = daemon.listeners["dia"]
     assert isinstance(ep, SctpEndpoint) and daemon.diameter is not None
-    assert ep.bulk_shed is not None  # the C speedups are built here
+    assert ep.bulk_shed is not None and ep.recv_shed is not None  # the C speedups are built
+    if mode != "at_read":
+        ep.recv_shed = None  # shed_sctp on the reads recv_batch made
     if not bulk:
         ep.bulk_shed = None  # the Python reference
     assert result_code(await client.request(session_request(client, "warm", 0))) == 2001
@@ -267,6 +271,12 @@ async def test_overload_is_shed_with_one_answer_each_on_its_sessions_stream(
         assert ep.sender.counts() == (ep.stats.shed_in_bulk, 0, 0)
     else:
         assert ep.stats.shed_in_bulk == 0
+    # As read: all but what came before the association was learned (the first batch's).
+    if mode == "at_read":
+        assert ep.stats.shed_in_bulk - 64 <= ep.stats.shed_at_read <= ep.stats.shed_in_bulk
+        assert ep.stats.shed_at_read > 0
+    else:
+        assert ep.stats.shed_at_read == 0
     for answer in answers:
         if result_code(answer) == 3004:
             assert answer.header.is_error and answer.origin_host == b"relay.test"

@@ -7,6 +7,7 @@ them), answers from the forwarded bytes."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import struct
@@ -447,6 +448,8 @@ def test_shed_sender_thread_sends_every_3004_in_order_and_counts_them() -> None:
     """With a socket, the thread sends what shed_sctp queued, in order (a Unix seqpacket
     pair stands in for the one-to-many socket: it ignores SCTP's ancillary data; the
     SCTP suite runs the same on the kernel's SCTP)."""
+    gc.collect()  # an earlier test's sender, unreferenced: stopped as it is collected
+    others = _thread_policies().count(SCHED_BATCH)  # any still referenced
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with mine, theirs:
         mine.setblocking(False)
@@ -457,10 +460,11 @@ def test_shed_sender_thread_sends_every_3004_in_order_and_counts_them() -> None:
         assert _receive_all(theirs, len(want)) == want
         assert sender.drain(5.0)
         assert sender.counts() == (len(want), 0, 0)
-        assert SCHED_BATCH in _thread_policies()  # it never preempts the relay's thread
+        # SCHED_BATCH: it never preempts the relay's thread.
+        assert _thread_policies().count(SCHED_BATCH) == others + 1
         sender.stop()
         sender.stop()  # idempotent
-        assert SCHED_BATCH not in _thread_policies()
+        assert _thread_policies().count(SCHED_BATCH) <= others
 
 
 def test_shed_sender_waits_for_room_and_then_sends_the_rest() -> None:
@@ -567,3 +571,53 @@ def test_a_3004_queued_behind_other_sends_caches_its_ancillary_data_for_the_bulk
             ep.close()
 
     asyncio.run(run())
+
+
+class _Unshed:
+    """What SctpTransport._room reads of a transport (the Python reference)."""
+
+    def __init__(self, sock: socket.socket, queued: int, backlog: int) -> None:
+        self.sock, self._rx, self.shed_backlog = sock, [None] * queued, backlog
+
+
+@pytest.mark.parametrize(("queued", "backlog"), [(0, 1000), (0, 5), (2, 5), (7, 5), (0, 0)])
+def test_recv_shed_reads_a_batch_and_keeps_what_the_python_bound_keeps(
+    queued: int, backlog: int
+) -> None:
+    """recv_shed's read and its split of a full batch agree with _mmsg.recv_batch and
+    SctpTransport._room. On a Unix seqpacket pair no read carries SCTP_RCVINFO, so it
+    sheds none of them and hands them all back (the SCTP suite sheds on the kernel's SCTP).
+    """
+    from sigmw.io import transport as t
+    from sigmw.io._mmsg import recv_batch
+
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with mine, theirs:
+        mine.setblocking(False)
+        requests = [_request(272, i, b"s;%d" % i, REALMS[0], b"", 0xC0) for i in range(9)]
+        sender = _speedups.ShedSender(-1, 1024)
+        known, cmsgs, counts = _sinks()
+        room = (queued, backlog, t.SHED_BUFFER_SHARE, t.SKB_OVERHEAD)
+
+        def recv(want: int, may_shed: bool = True) -> tuple[list[Any], int, int, int]:
+            shed_known = known if may_shed else None
+            return _speedups.recv_shed(
+                mine.fileno(), want, 4096, room, shed_known, lambda a: 4, cmsgs, counts,
+                sender, {}, TAIL,
+            )  # fmt: skip
+
+        for r in requests:
+            theirs.send(r)
+        reads, keep, taken, dropped = recv(4)
+        assert (taken, dropped) == (0, 0) and len(reads) == 4
+        assert keep == t.SctpTransport._room(_Unshed(mine, queued, backlog), reads)  # type: ignore[arg-type]
+        assert [r[0] for r in reads] == requests[:4] and all(r[2] is None for r in reads)
+        assert recv(8, may_shed=False)[1:] == (5, 0, 0)  # not a full batch: all kept
+        theirs.send(requests[0])
+        theirs.send(requests[0])
+        [reference] = recv_batch(mine.fileno(), 1, 4096)
+        assert recv(4) == ([reference], 1, 0, 0)  # the same read, the same tuple
+        assert recv(4) == ([], 0, 0, 0)  # nothing waits
+    with pytest.raises(OSError):
+        recv(4)  # closed
+    assert sender.take() == []
