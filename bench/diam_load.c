@@ -370,19 +370,26 @@ static int poll_once(int ep, int tfd, int timeout_ms)
         int ci = (int)evs[i].data.u32;
         if (!(evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
             continue;
-        /* TCP: one big read holds the whole burst; SCTP: one message per read. */
+        /* TCP: one big read holds the whole burst; SCTP: a batch, a message a read. */
         conn_t *c = &G.conns[ci].c;
-        for (int k = 0; k < (c->sctp ? 64 : 1); k++) {
-            long r = conn_read(c);
-            if (r < 0) {
-                if (G.phase < 3)
-                    fprintf(stderr, "diam_load: conn %d closed by the peer\n", ci + 1);
+        long r;
+        if (!c->sctp) {
+            r = conn_read(c);
+            if (r > 0 && handle_input(ci, now) < 0)
                 return -1;
+        } else {
+            int got = sctp_rx_read(c->fd);
+            r = got < 0 ? -1 : 0;
+            for (int k = 0; k < got && r >= 0; k++) {
+                r = sctp_rx_take(c, k);
+                if (r > 0 && handle_input(ci, now) < 0)
+                    return -1;
             }
-            if (r == 0)
-                break;
-            if (handle_input(ci, now) < 0)
-                return -1;
+        }
+        if (r < 0) {
+            if (G.phase < 3)
+                fprintf(stderr, "diam_load: conn %d closed by the peer\n", ci + 1);
+            return -1;
         }
     }
     return flush_all(ep);

@@ -110,20 +110,28 @@ static void accept_all(int ep, int lfd)
     }
 }
 
-/* One readiness event: TCP reads one big chunk; SCTP reads a bounded number of
- * messages (one per recvmsg), answering each before the next read because the
- * answer's stream is the request's. One flush at the end either way. */
+/* One readiness event: TCP reads one big chunk; SCTP reads a batch of messages (one
+ * recvmmsg), answering each before taking the next because the answer's stream is the
+ * request's. One flush at the end either way. */
 static void on_readable(int ep, conn_t *c)
 {
-    int reads = c->sctp ? 64 : 1;
-    for (int i = 0; i < reads; i++) {
-        long n = conn_read(c);
-        if (n < 0 || (n > 0 && handle_input(c) < 0)) {
-            drop(ep, c);
-            return;
+    long n;
+    if (!c->sctp) {
+        n = conn_read(c);
+        if (n > 0 && handle_input(c) < 0)
+            n = -1;
+    } else {
+        int got = sctp_rx_read(c->fd);
+        n = got < 0 ? -1 : 0;
+        for (int i = 0; i < got && n >= 0; i++) {
+            n = sctp_rx_take(c, i);
+            if (n > 0 && handle_input(c) < 0)
+                n = -1;
         }
-        if (n == 0)
-            break;
+    }
+    if (n < 0) {
+        drop(ep, c);
+        return;
     }
     if (conn_flush(c) < 0) {
         drop(ep, c);
