@@ -7,7 +7,7 @@ import hashlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -135,12 +135,16 @@ def stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
-def start_server(net: Net, tool: Path, sctp: bool) -> subprocess.Popen[str]:
+def niced(argv: Sequence[str], nice: int) -> list[str]:
+    """argv run at that niceness (nice(1) execs, so the pid is the tool's own)."""
+    return ["nice", "-n", str(nice), *argv] if nice else list(argv)
+
+
+def start_server(net: Net, tool: Path, sctp: bool, nice: int = 0) -> subprocess.Popen[str]:
     argv = [str(tool), "--listen", net.address, "--port", str(SERVER_PORT)]
     argv += ["--origin-host", SERVER_HOST, "--origin-realm", SERVER_REALM, "--apps", str(APP)]
-    proc = subprocess.Popen(
-        net.argv(*argv, *(["--sctp"] if sctp else [])), stdout=subprocess.PIPE, text=True
-    )
+    argv += ["--sctp"] if sctp else []
+    proc = subprocess.Popen(net.argv(*niced(argv, nice)), stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     if not proc.stdout.readline().startswith("READY"):
         stop(proc)

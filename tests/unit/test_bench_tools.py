@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import struct
@@ -17,7 +18,7 @@ import pytest
 
 from sigmw.benchkit.pygen import avp, avp_u32, diameter_message, result_code
 from sigmw.benchkit.report import overload_targets, render_overload
-from sigmw.benchkit.tools import SOURCES, Run, build_tools
+from sigmw.benchkit.tools import SOURCES, Run, build_tools, niced
 
 FIELDS = {
     "sent", "answered", "timeouts", "mismatches", "duplicates", "result_codes", "throughput",
@@ -230,3 +231,18 @@ def test_python_helpers_round_trip() -> None:
     msg = diameter_message(0x80, 272, 4, 1, 2, avp(263, b"s;1") + avp_u32(268, 3002))
     assert len(msg) % 4 == 0 and int.from_bytes(msg[1:4], "big") == len(msg)
     assert result_code(msg) == 3002
+
+
+def test_tools_run_at_the_niceness_asked_with_their_own_pid(tools: dict[str, Path]) -> None:
+    argv = [str(tools["diam_server"]), "--listen", "127.0.0.1", "--port", "0", "--apps", "4"]
+    assert niced(argv, 0) == argv
+    proc = subprocess.Popen(niced(argv, 7), stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().startswith("READY")
+        with open(f"/proc/{proc.pid}/stat") as f:
+            stat = f.read()
+        assert stat[stat.index("(") + 1 : stat.rindex(")")] == "diam_server"  # nice execs
+        assert int(stat[stat.rindex(")") + 2 :].split()[16]) == min(os.nice(0) + 7, 19)
+    finally:
+        proc.terminate()
+        proc.wait(5)
