@@ -34,7 +34,7 @@ class Run:
 
     scenario: str
     kind: str
-    """closed, fixed, share, max-before, overload, max-after or pygen."""
+    """closed, fixed, share, max (closed loop between overload runs), overload or pygen."""
     gen: Json
     """The generator's JSON line."""
     relay_cpu_us: float | None
