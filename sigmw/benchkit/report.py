@@ -216,6 +216,12 @@ def _round_figures(r: OverloadRound) -> tuple[float, float | None, bool, float |
     return share, latency_ms(g, "p99", "3004"), excess <= 0, growth, lost
 
 
+def _worst(values: Sequence[float | None]) -> float | None:
+    """The highest of the rounds' figures; None if one was not measured (or none was)."""
+    known = [v for v in values if v is not None]
+    return max(known) if known and len(known) == len(values) else None
+
+
 def overload_targets(sigmw: Sequence[Run], slow: float) -> list[Target]:
     """The issue's overload targets for sigmw; time limits are scaled by `slow` (the VM).
     Goodput is the median over the rounds; every other figure is the worst round's."""
@@ -228,13 +234,11 @@ def overload_targets(sigmw: Sequence[Run], slow: float) -> list[Target]:
     share = min(f[0] for f in figures)
     quick = 100 * slow
     p99s = [f[1] for f in figures if not f[2]]
-    p99 = None if any(p is None for p in p99s) else max(p99s, default=None)  # type: ignore[type-var]
-    growths = [f[3] for f in figures]
-    growth = None if any(g is None for g in growths) else max(growths)  # type: ignore[type-var]
+    p99 = _worst(p99s)
+    growth = _worst([f[3] for f in figures])
     lost = max(f[4] for f in figures)
     back = 5 * slow
-    recovers = [r.run.recover_s for r in rounds]
-    recover = None if any(t is None for t in recovers) else max(recovers)  # type: ignore[type-var]
+    recover = _worst([r.run.recover_s for r in rounds])
     return [
         Target("overload goodput / max (median)", ">= 0.80", f"{median:.2f} of [{ratios}]",
                median >= 0.8),
