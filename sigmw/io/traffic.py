@@ -39,7 +39,7 @@ class Traffic:
         key = (assoc_id, direction, ppid, stream)
         cell = self.counts.get(key)
         if cell is None:
-            cell = self._new(key)
+            cell = self.cell(key)
         cell[0] += messages
         cell[1] += size
 
@@ -50,11 +50,12 @@ class Traffic:
         key = (assoc_id, direction, ppid, stream)
         cell = self.counts.get(key)
         if cell is None:
-            cell = self._new(key)
+            cell = self.cell(key)
         cell[0] += len(messages)
         cell[1] += sum(map(len, messages))
 
-    def _new(self, key: Key) -> list[int]:
+    def cell(self, key: Key) -> list[int]:
+        """The [messages, bytes] cell `key` counts in, made if new (labels bounded)."""
         assoc_id, direction, ppid, stream = key
         if ppid not in self._ppids:
             if len(self._ppids) >= MAX_PPIDS:

@@ -29,7 +29,7 @@ from typing import Any, Protocol, cast
 
 from sigmw.core.errors import AssociationGoneError
 from sigmw.io import sockapi
-from sigmw.io.traffic import IN, Traffic
+from sigmw.io.traffic import IN, Key, Traffic
 from sigmw.sctp import constants as c
 from sigmw.sctp import structs as s
 from sigmw.sctp.addresses import Address, AddressError, unpack_sockaddr
@@ -72,16 +72,23 @@ _MEMINFO = struct.Struct("=II")
 Read = tuple[bytes, int, bytes | None, object]
 """One read: data, msg_flags, raw SCTP_RCVINFO or None, source (raw sockaddr or tuple)."""
 RecvBatch = Callable[[int, int, int], list[tuple[bytes, int, bytes | None, bytes]]]
+TakeBatch = Callable[
+    [Sequence[Read], int, Callable[[int, int, bytes, float], bool], deque[Any],
+     dict[Key, list[int]], Callable[[Key], list[int]], float],
+    tuple[int, int, bool],
+]  # fmt: skip
 SendBursts = Callable[[int, list[list["Held"]], int], tuple[int, list[tuple[int, int, int]] | None]]
 _recv_batch: RecvBatch | None
 _send_bursts: SendBursts | None
+_take_batch: TakeBatch | None
 try:  # optional: batched reads and sends (setup.py builds it if it can)
     from sigmw.io._mmsg import recv_batch as _recv_batch
     from sigmw.io._mmsg import send_bursts as _send_bursts
+    from sigmw.io._mmsg import take_batch as _take_batch
 except ImportError:
-    _recv_batch = _send_bursts = None
+    _recv_batch = _send_bursts = _take_batch = None
 if os.environ.get("SIGMW_NO_SPEEDUPS"):  # as for the Diameter speedups: the reference code
-    _recv_batch = _send_bursts = None
+    _recv_batch = _send_bursts = _take_batch = None
 
 
 def batched_io() -> bool:
@@ -352,13 +359,50 @@ class SctpTransport:
         return batch
 
     def _take_all(self, batch: Sequence[Read]) -> bool:
-        """Hand on a batch of reads; False once the socket hung up."""
-        for data, flags, rcvinfo, source in batch:
+        """Hand on a batch of reads; False once the socket hung up. Whole messages go to
+        `direct` in C (`_take_fast`) while nothing waits here; the rest, and all of them
+        without the C module, one by one through `_take` (the reference)."""
+        i, n = 0, len(batch)
+        while i < n:
+            if not self._rx and self._may_take_fast():
+                i = self._take_fast(batch, i)
+                if i >= n:
+                    break
+            data, flags, rcvinfo, source = batch[i]
             if not data and not flags and rcvinfo is None:
                 self._hang_up()  # one-to-one peer closed
                 return False
             self._take(data, rcvinfo, flags, source)
+            i += 1
         return True
+
+    def _may_take_fast(self) -> bool:
+        """`_take_fast` may run: the C module is there, `direct` is set, this is not
+        shedding (`overloaded` takes those reads) and nothing is being reassembled."""
+        return (
+            _take_batch is not None
+            and self.direct is not None
+            and not (self._shedding or self._partial or self._oversize)
+        )
+
+    def _take_fast(self, batch: Sequence[Read], start: int) -> int:
+        """What `_take` does, in C, for the reads from `start` on that are whole messages
+        with their SCTP_RCVINFO, until one is not or `direct` leaves something queued;
+        the index of the first read it left. One `direct` declined was counted: it is
+        queued here, as `_take_message` would."""
+        assert _take_batch is not None and self.direct is not None
+        traffic = self.traffic
+        stop, taken, refused = _take_batch(
+            batch, start, self.direct, self._rx, traffic.counts, traffic.cell, self._read_at
+        )
+        self.stats.messages_in += taken
+        if refused:
+            data, _, rcvinfo, source = batch[stop]
+            assert rcvinfo is not None
+            self.stats.messages_in += 1
+            self._rx.append(_message(data, s.unpack_rcvinfo(rcvinfo), source))
+            stop += 1
+        return stop
 
     def _room(self, batch: Sequence[Read]) -> int:
         """How many reads of a full batch to handle as usual before shedding the rest:
