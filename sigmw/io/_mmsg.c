@@ -359,7 +359,6 @@ done:
     return out;
 }
 
-
 /* --- take_batch: the common case of SctpTransport._take_all ------------------------ */
 
 #define TAKE_EOR 0x80            /* Linux MSG_EOR */
@@ -373,7 +372,7 @@ typedef struct {
 } TakeCell;
 
 /* The [messages, bytes] cell of (assoc, IN, ppid, stream): from the call's table, else
- * from `counts`, else made by `new_cell(key)` (Traffic._new). NULL on an error, or when
+ * from `counts`, else made by `new_cell(key)` (Traffic.cell). NULL on an error, or when
  * the table is full (the read then goes the Python way). */
 static TakeCell *take_cell(TakeCell *cells, int *used, PyObject *counts, PyObject *new_cell,
                            long assoc, long ppid, long stream)
@@ -407,7 +406,10 @@ static TakeCell *take_cell(TakeCell *cells, int *used, PyObject *counts, PyObjec
 /* cell[i] += add, for the cell's two ints. */
 static int add_to(PyObject *cell, Py_ssize_t i, Py_ssize_t add)
 {
-    PyObject *sum = PyLong_FromSsize_t(PyLong_AsSsize_t(PyList_GET_ITEM(cell, i)) + add);
+    Py_ssize_t was = PyLong_AsSsize_t(PyList_GET_ITEM(cell, i));
+    if (was == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *sum = PyLong_FromSsize_t(was + add);
     if (sum == NULL)
         return -1;
     PyList_SetItem(cell, i, sum);
