@@ -361,7 +361,6 @@ done:
 
 /* --- take_batch: the common case of SctpTransport._take_all ------------------------ */
 
-#define TAKE_EOR 0x80            /* Linux MSG_EOR */
 #define TAKE_NOTIFICATION 0x8000 /* Linux SCTP MSG_NOTIFICATION */
 #define TAKE_CELLS 16            /* traffic cells one call keeps at hand */
 
@@ -467,7 +466,7 @@ static PyObject *take_batch(PyObject *self, PyObject *args)
             failed = 1;
             break;
         }
-        if ((flags & (TAKE_EOR | TAKE_NOTIFICATION)) != TAKE_EOR || !PyBytes_Check(data) ||
+        if ((flags & (MSG_EOR | TAKE_NOTIFICATION)) != MSG_EOR || !PyBytes_Check(data) ||
             !PyBytes_Check(rcv) || PyBytes_GET_SIZE(rcv) < RCVINFO_SIZE)
             break; /* a notification, a piece, no SCTP_RCVINFO: the Python way */
         const unsigned char *r = (const unsigned char *)PyBytes_AS_STRING(rcv);
