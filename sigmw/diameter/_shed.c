@@ -35,14 +35,6 @@
 
 static PyObject *s_local, *too_busy, *ppid_46, *dir_in, *dir_out;
 
-#define MSG_EOR_FLAG 0x80            /* Linux MSG_EOR */
-#define MSG_NOTIFICATION_FLAG 0x8000 /* Linux SCTP MSG_NOTIFICATION */
-#define RCVINFO_LEN 28               /* struct sctp_rcvinfo */
-#define DIAMETER_PPID 46
-#define TOO_BUSY 3004
-
-static PyObject *s_local, *too_busy, *ppid_46, *dir_in, *dir_out;
-
 /* counts[key] is a [messages, bytes] list (io.traffic.Traffic.counts): add to it. */
 static int count_cell(PyObject *cell, Py_ssize_t messages, Py_ssize_t size)
 {
