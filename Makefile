@@ -12,7 +12,7 @@ RESULTS := .bench
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py sigmw/diameter/_speedups.[ch] sigmw/diameter/_hotpath.c sigmw/diameter/_shedsend.c sigmw/io/_mmsg.c
+$(VENV)/.installed: pyproject.toml setup.py sigmw/diameter/_speedups.[ch] sigmw/diameter/_hotpath.c sigmw/diameter/_shed.c sigmw/diameter/_shedsend.c sigmw/diameter/_direct.c sigmw/io/_mmsg.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

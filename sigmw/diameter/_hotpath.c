@@ -358,24 +358,14 @@ static PyObject *one_send(RelayHot *self, PyObject *peer, PyObject *msg, long st
 
 #define FALL_BACK() do { if (PyErr_Occurred()) goto error; goto python; } while (0)
 
-/*
- * request(origin: str, data: bytes, now: float) -> [Send] | None
- *
- * Relay.on_request for the usual request (see the top of this file); None otherwise.
- */
-static PyObject *hot_request(RelayHot *self, PyObject *const *args, Py_ssize_t nargs)
+/* RelayHot.request's work, without the Send (see _speedups.h). */
+int sigmw_hot_request(PyObject *hot, PyObject *origin, PyObject *data, double now,
+                      PyObject **peer_out, PyObject **msg_out, long *stream_out)
 {
-    if (nargs != 3 || !PyBytes_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "request(origin, data: bytes, now)");
-        return NULL;
-    }
-    PyObject *origin = args[0], *data = args[1];
-    double now = PyFloat_AsDouble(args[2]);
-    if (now == -1.0 && PyErr_Occurred())
-        return NULL;
-    PyObject *meta = sigmw_scan(data), *rule_key = NULL, *out = NULL;
+    RelayHot *self = (RelayHot *)hot;
+    PyObject *meta = sigmw_scan(data), *rule_key = NULL;
     if (meta == NULL)
-        return NULL;
+        return -1;
     if (meta == Py_None)
         goto python; /* malformed: the Python scan names what is wrong */
     PyObject *header = PyTuple_GET_ITEM(meta, 0);
@@ -459,48 +449,68 @@ static PyObject *hot_request(RelayHot *self, PyObject *const *args, Py_ssize_t n
     }
     target->pending++;
     self->relayed_requests++;
-    out = one_send(self, lead, msg, stream);
-    Py_DECREF(lead);
+    *peer_out = lead, *msg_out = msg, *stream_out = stream;
     Py_DECREF(rule_key);
     Py_DECREF(meta);
-    return out;
+    return 1;
 
 error_only:
     Py_DECREF(lead);
 error:
     Py_XDECREF(rule_key);
     Py_DECREF(meta);
-    return NULL;
+    return -1;
 python:
     Py_XDECREF(rule_key);
     Py_DECREF(meta);
-    Py_RETURN_NONE;
+    return 0;
+}
+
+/* [Send(peer, msg, stream)] for a request or answer taken by the C path, None if it was
+ * not, NULL on error. */
+static PyObject *send_list(RelayHot *self, int taken, PyObject *peer, PyObject *msg, long stream)
+{
+    if (taken <= 0)
+        return taken < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *out = one_send(self, peer, msg, stream); /* steals msg */
+    Py_DECREF(peer);
+    return out;
 }
 
 /*
- * answer(peer: str, data: bytes, now: float) -> [Send] | None
+ * request(origin: str, data: bytes, now: float) -> [Send] | None
  *
- * Relay.on_answer for the usual answer (see the top of this file); None otherwise.
+ * Relay.on_request for the usual request (see the top of this file); None otherwise.
  */
-static PyObject *hot_answer(RelayHot *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *hot_request(RelayHot *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 3 || !PyBytes_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "answer(peer, data: bytes, now)");
+        PyErr_SetString(PyExc_TypeError, "request(origin, data: bytes, now)");
         return NULL;
     }
-    PyObject *peer = args[0], *data = args[1];
     double now = PyFloat_AsDouble(args[2]);
     if (now == -1.0 && PyErr_Occurred())
         return NULL;
+    PyObject *peer = NULL, *msg = NULL;
+    long stream = 0;
+    int taken = sigmw_hot_request((PyObject *)self, args[0], args[1], now, &peer, &msg, &stream);
+    return send_list(self, taken, peer, msg, stream);
+}
+
+/* RelayHot.answer's work, without the Send (see _speedups.h). */
+int sigmw_hot_answer(PyObject *hot, PyObject *peer, PyObject *data, double now,
+                     PyObject **peer_out, PyObject **msg_out, long *stream_out)
+{
+    RelayHot *self = (RelayHot *)hot;
     const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
     Py_ssize_t len = PyBytes_GET_SIZE(data);
     if (len < HEADER_LEN || be32(d) != ((1u << 24) | (uint32_t)len))
-        Py_RETURN_NONE;
+        return 0;
     if ((d[4] & FLAG_ERROR) && self->follow)
-        Py_RETURN_NONE;
+        return 0;
     PyObject *key = PyLong_FromUnsignedLong(be32(d + 12)), *count_key = NULL, *result = NULL;
     if (key == NULL)
-        return NULL;
+        return -1;
     PyObject *found = PyDict_GetItemWithError(self->pending, key);
     if (found == NULL || !Py_IS_TYPE(found, &PendingType))
         FALL_BACK();
@@ -547,19 +557,19 @@ static PyObject *hot_answer(RelayHot *self, PyObject *const *args, Py_ssize_t na
     if (observe(self->latency, now - p->received) < 0 || bump(self->answers, count_key, count) < 0)
         goto error_held;
     PyObject *msg = PyBytes_FromStringAndSize((const char *)d, len);
-    if (msg != NULL) {
-        unsigned char *m = (unsigned char *)PyBytes_AS_STRING(msg);
-        unsigned int hbh = p->origin_hbh;
-        m[12] = (unsigned char)(hbh >> 24), m[13] = (unsigned char)(hbh >> 16);
-        m[14] = (unsigned char)(hbh >> 8), m[15] = (unsigned char)hbh;
-    }
-    PyObject *out = one_send(self, p->origin, msg, stream);
+    if (msg == NULL)
+        goto error_held;
+    unsigned char *m = (unsigned char *)PyBytes_AS_STRING(msg);
+    unsigned int hbh = p->origin_hbh;
+    m[12] = (unsigned char)(hbh >> 24), m[13] = (unsigned char)(hbh >> 16);
+    m[14] = (unsigned char)(hbh >> 8), m[15] = (unsigned char)hbh;
+    *peer_out = Py_NewRef(p->origin), *msg_out = msg, *stream_out = stream;
     Py_DECREF(p);
     Py_DECREF(client);
     Py_DECREF(key);
     Py_DECREF(count_key);
     Py_DECREF(result);
-    return out;
+    return 1;
 
 error_held:
     Py_DECREF(p);
@@ -568,12 +578,32 @@ error:
     Py_DECREF(key);
     Py_XDECREF(count_key);
     Py_XDECREF(result);
-    return NULL;
+    return -1;
 python:
     Py_DECREF(key);
     Py_XDECREF(count_key);
     Py_XDECREF(result);
-    Py_RETURN_NONE;
+    return 0;
+}
+
+/*
+ * answer(peer: str, data: bytes, now: float) -> [Send] | None
+ *
+ * Relay.on_answer for the usual answer (see the top of this file); None otherwise.
+ */
+static PyObject *hot_answer(RelayHot *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "answer(peer, data: bytes, now)");
+        return NULL;
+    }
+    double now = PyFloat_AsDouble(args[2]);
+    if (now == -1.0 && PyErr_Occurred())
+        return NULL;
+    PyObject *peer = NULL, *msg = NULL;
+    long stream = 0;
+    int taken = sigmw_hot_answer((PyObject *)self, args[0], args[1], now, &peer, &msg, &stream);
+    return send_list(self, taken, peer, msg, stream);
 }
 
 static PyObject *hot_take_hbh(RelayHot *self, PyObject *unused)
@@ -601,6 +631,11 @@ static PyTypeObject RelayHotType = {
     .tp_members = hot_members,
     .tp_methods = hot_methods,
 };
+
+int sigmw_is_hot(PyObject *obj)
+{
+    return Py_IS_TYPE(obj, &RelayHotType);
+}
 
 static PyMethodDef functions[] = {
     {"crc32", crc32_py, METH_O, "zlib.crc32 of bytes."},

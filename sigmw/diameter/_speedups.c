@@ -360,7 +360,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC PyInit__speedups(void)
 {
     PyObject *m = PyModule_Create(&module);
-    if (m != NULL && (sigmw_hotpath_init(m) < 0 || sigmw_shed_init(m) < 0))
+    if (m != NULL && (sigmw_hotpath_init(m) < 0 || sigmw_shed_init(m) < 0 ||
+                      sigmw_direct_init(m) < 0))
         Py_CLEAR(m);
     return m;
 }

@@ -51,6 +51,16 @@ int sigmw_is_sender(PyObject *obj);
 extern PyTypeObject ShedSenderType;
 /* _hotpath.c: adds Pending, Peer, RelayHot and crc32 to the module; -1 on error. */
 int sigmw_hotpath_init(PyObject *module);
+/* _hotpath.c: RelayHot.request and .answer without the Send: 1 when the C path took the
+ * message (*peer, *msg: new references, *stream set), 0 when it is not the usual case
+ * (nothing changed: the Python path runs), -1 on error. `data` must be bytes. */
+int sigmw_hot_request(PyObject *hot, PyObject *origin, PyObject *data, double now,
+                      PyObject **peer, PyObject **msg, long *stream);
+int sigmw_hot_answer(PyObject *hot, PyObject *peer, PyObject *data, double now,
+                     PyObject **peer_out, PyObject **msg, long *stream);
+int sigmw_is_hot(PyObject *obj);
+/* _direct.c: adds Direct to the module; -1 on error. */
+int sigmw_direct_init(PyObject *module);
 /* _hotpath.c: zlib.crc32, for session -> stream. */
 uint32_t sigmw_crc32(const unsigned char *p, Py_ssize_t n);
 /* _shed.c: adds ShedSender, shed_sctp and recv_shed to the module; -1 on error. */

@@ -165,6 +165,11 @@ class Relay:
             )
 
     @property
+    def hot(self) -> Any:
+        """_speedups.RelayHot on the relay's tables, or None (pure Python)."""
+        return self._hot
+
+    @property
     def stats(self) -> Counter[str]:
         """Event counts by name: relayed_requests, answered_locally_3002, unmatched_answers, ...
         (the live Counter: others add their own events to it)."""

@@ -303,10 +303,13 @@ class Daemon:
     def _hot_path(self, ep: Endpoint, dialer: str = "") -> None:
         """A Diameter endpoint hands messages to the Diameter service as they are read
         (no per-message object, no queue, no task switch)."""
+        fast = None
+        if self.diameter is not None:
+            fast = self.diameter.direct_in_c(ep, self.where, self.dialers, dialer)
         if isinstance(ep, TcpEndpoint):
-            ep.direct = functools.partial(self._direct, ep, dialer)
+            ep.direct = fast.take if fast else functools.partial(self._direct, ep, dialer)
         elif isinstance(ep, SctpEndpoint):
-            ep.direct = functools.partial(self._direct_sctp, ep, dialer)
+            ep.direct = fast or functools.partial(self._direct_sctp, ep, dialer)
             if self.diameter is not None:
                 ep.overloaded = self.diameter.sctp_shedder(ep, ep.direct)
                 if (bulk := self.diameter.sctp_bulk_shedder(ep)) is not None:

@@ -15,13 +15,13 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
 from typing import Protocol as TypingProtocol
-from typing import cast
 
 from sigmw.config.model import Config, Protocol, Role
 from sigmw.core.errors import SigmwError
 from sigmw.diameter import local
-from sigmw.diameter.codes import ACCEPTED_PPIDS, DIAMETER_PPID
+from sigmw.diameter.codes import ACCEPTED_PPIDS, DIAMETER_PPID, MANAGEMENT_COMMANDS
 from sigmw.diameter.node import (
     BindConn,
     CloseConn,
@@ -36,7 +36,7 @@ from sigmw.diameter.relay import Send
 from sigmw.diameter.wire import c_speedups as _c
 from sigmw.io.endpoint import SEND_NOWAIT_LIMIT, SctpEndpoint
 from sigmw.io.endpoints import Endpoint
-from sigmw.io.tcp import TcpEndpoint
+from sigmw.io.tcp import CORK_BYTES, TcpEndpoint
 from sigmw.io.transport import BulkShed, Message, Read, RecvShed, Room, read_assoc
 
 log = logging.getLogger("sigmw")
@@ -163,12 +163,48 @@ class DiameterService:
         try:
             rest = self.perform_now(self.core.received(conn, data, now))
         except Exception as exc:  # bad input is counted and logged, never fatal
-            self.host.emit("input_error", error=repr(exc))
+            self._failed(exc)
             return False
         if rest:
             conn[0].defer(functools.partial(self.perform, rest))
             return True
         return False
+
+    def direct_in_c(
+        self, ep: Endpoint, where: dict[str, Conn], dialers: dict[str, Endpoint], dialer: str
+    ) -> Any | None:
+        """The hot path for `ep` in C (_speedups.Direct), or None without the speedups: the
+        whole of the chain from `direct` through `handle` to the held send, for the usual
+        message; anything else it hands to `handle`. Called as SctpEndpoint.direct, or
+        its `take` as TcpEndpoint.direct. `where` (peer -> connection) and `dialers`
+        are the daemon's live dicts: a dialer's endpoint a reload replaced drops what
+        it still reads, as Daemon._retired says."""
+        hot = self.core.relay.hot
+        if _c is None or hot is None:
+            return None
+        return _c.Direct(
+            hot,
+            self.core.conns,
+            where,
+            ep,
+            dialers,
+            dialer,
+            SctpEndpoint,
+            TcpEndpoint,
+            self.handle,
+            self._defer_send,
+            self._failed,
+            self.now,
+            sorted(MANAGEMENT_COMMANDS),
+            CORK_BYTES,
+        )
+
+    def _defer_send(self, ep: Endpoint, assoc: int, peer: str, data: bytes, stream: int) -> None:
+        """A send of the C path that must wait: as `handle` defers one."""
+        ep.defer(functools.partial(self.perform, [Send(peer, data, stream)]))
+
+    def _failed(self, exc: Exception) -> None:
+        self.host.emit("input_error", error=repr(exc))
 
     def sctp_shedder(self, ep: SctpEndpoint, usual: SctpHook) -> SctpHook:
         """SctpEndpoint.overloaded, for what is read past the shed bound: an application

@@ -1,0 +1,201 @@
+"""The relay's per-pair cost of its hot path, from a message read to its send held for the
+flush, C (_speedups.Direct) against the Python chain it replaces, in one run:
+`python -m sigmw.benchkit.direct`.
+
+A relay core with a client and a server connected (over SCTP and over TCP) takes rounds
+of 64 requests from the client and their 64 answers from the server, the way the
+endpoints hand them over (SCTP: one call a message; TCP: one call a framed batch). What
+it prints is the CPU of the relay's own work per request + answer: no socket is read or
+written (SCTP endpoints sit on a UNIX pair, TCP connections have no transport), held
+sends are dropped between rounds, and the answers are built outside the timing. The
+SCTP suite and the TCP daemon tests run the same code on real sockets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import random
+import socket
+import time
+import types
+from collections.abc import Callable
+from typing import Any
+
+from sigmw.benchkit.pygen import PyGen, avp, avp_u32, diameter_message
+from sigmw.benchkit.tools import APP, CLIENT_REALM, SERVER_REALM
+from sigmw.config.diameter import DiameterNode, DiameterRoute, RouteTarget
+from sigmw.diameter import local, wire
+from sigmw.diameter.node import DiameterCore, PeerInfo, SendOn
+from sigmw.io.daemon import Daemon
+from sigmw.io.diameter import DiameterService
+from sigmw.io.endpoint import Association, SctpEndpoint
+from sigmw.io.tcp import TcpEndpoint, _Connection
+
+BATCH = 64
+CLIENT_ASSOC, SERVER_ASSOC = 2, 1
+ME = local.LocalIdentity(b"relay.bench", b"bench", 1)
+SERVER = local.LocalIdentity(b"server.bench", SERVER_REALM.encode(), 1, auth_apps=(APP,))
+
+
+class _Host:
+    def __init__(self, where: dict[str, tuple[Any, int]]) -> None:
+        self.where = where
+
+    def peer_conn(self, peer: str) -> tuple[Any, int] | None:
+        return self.where.get(peer)
+
+    def bind(self, conn: object, peer: str) -> None:
+        pass
+
+    def hold(self, peer: str) -> None:
+        pass
+
+    def emit(self, event: str, /, **fields: object) -> None:
+        pass
+
+
+class Relay:
+    """A relay core between one client and one server, fed through one of the two paths."""
+
+    def __init__(self, tcp: bool, in_c: bool) -> None:
+        self.tcp = tcp
+        self.socks: list[socket.socket] = []
+        peers = [
+            PeerInfo("client", "gen-1." + CLIENT_REALM, CLIENT_REALM, dials=False),
+            PeerInfo("server", "server.bench", SERVER_REALM, dials=True),
+        ]
+        routes = (DiameterRoute(SERVER_REALM, (RouteTarget("server", 1),)),)
+        node = DiameterNode("relay.bench", "bench", max_pending=1 << 20)
+        self.core = DiameterCore(ME, node, peers, routes, random.Random(1).random)
+        self.where: dict[str, tuple[Any, int]] = {}
+        svc = DiameterService.__new__(DiameterService)  # no Config: the core is built here
+        svc.host, svc.now, svc.core = _Host(self.where), time.monotonic, self.core
+        self.client, self.server = self._endpoint(), self._endpoint()
+        self._open_server(1 if tcp else 10)
+        self._open_client(1 if tcp else 10)
+        daemon: Any = types.SimpleNamespace(diameter=svc, dialers={})  # what the two need
+        daemon._retired = functools.partial(Daemon._retired, daemon)
+        self.direct: dict[Any, Callable[..., Any]] = {}
+        for ep in (self.client, self.server):
+            fast = svc.direct_in_c(ep, self.where, {}, "") if in_c else None
+            if in_c and fast is None:
+                raise SystemExit("sigmw.diameter._speedups is not built (or SIGMW_NO_SPEEDUPS)")
+            reference = Daemon._direct if tcp else Daemon._direct_sctp
+            self.direct[ep] = (
+                (fast.take if tcp else fast)
+                if fast
+                else functools.partial(reference, daemon, ep, "")
+            )
+
+    def _endpoint(self) -> Any:
+        if self.tcp:
+            return TcpEndpoint([("127.0.0.1", 0)])
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.socks += [mine, theirs]
+        return SctpEndpoint(mine)
+
+    def _connect(self, ep: Any, assoc: int, name: str, streams: int) -> None:
+        ep.associations[assoc] = Association(assoc, streams, streams)
+        if self.tcp:
+            conn = _Connection(ep, assoc)
+            ep._conns[assoc] = conn
+        self.where[name] = (ep, assoc)
+
+    def _open_server(self, streams: int) -> None:
+        conn = (self.server, SERVER_ASSOC)
+        self._connect(*conn, "server", streams)
+        out = self.core.connected(conn, "server", streams, ["10.0.0.1"], 0.0)
+        (cer,) = [o.data for o in out if isinstance(o, SendOn)]
+        self.core.received(conn, local.cea(SERVER, wire.parse_header(cer), 2001, []), 0.0)
+
+    def _open_client(self, streams: int) -> None:
+        conn = (self.client, CLIENT_ASSOC)
+        self._connect(*conn, "client", streams)
+        self.core.connected(conn, None, streams, ["10.0.0.1"], 0.0)
+        self.core.received(conn, PyGen(("gen-1." + CLIENT_REALM).encode()).cer(), 0.0)
+
+    def feed(self, ep: Any, assoc: int, batch: list[bytes]) -> None:
+        direct = self.direct[ep]
+        if self.tcp:
+            direct(assoc, batch)
+            return
+        now = time.monotonic()
+        for data in batch:
+            direct(assoc, 46, data, now)
+
+    def take_sent(self, ep: Any, assoc: int) -> list[bytes]:
+        """What the relay held (SCTP) or corked (TCP) for `assoc`, dropped from there."""
+        if self.tcp:
+            conn = ep._conns[assoc]
+            out, conn.out, conn.out_bytes = conn.out, [], 0
+            return list(out)
+        held = ep._held.pop(assoc, [])
+        ep._held.clear()
+        return [data for data, _ in held]
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close()
+
+
+def _answer(request: bytes) -> bytes:
+    _, session = wire.leading_session_id(request)
+    avps = avp(263, session or b"") + avp_u32(268, 2001)
+    avps += avp(264, b"server.bench") + avp(296, SERVER_REALM.encode())
+    hbh, e2e = int.from_bytes(request[12:16], "big"), int.from_bytes(request[16:20], "big")
+    return diameter_message(0, 272, APP, hbh, e2e, avps)
+
+
+async def _per_pair(tcp: bool, in_c: bool, rounds: int) -> float:
+    """Seconds of CPU per relayed request + answer."""
+    relay = Relay(tcp, in_c)
+    gen = PyGen(("gen-1." + CLIENT_REALM).encode())
+    try:
+        # One round first: the first of a command, a key or a burst takes the Python way.
+        relay.feed(relay.client, CLIENT_ASSOC, [gen.request() for _ in range(BATCH)])
+        answers = [_answer(r) for r in relay.take_sent(relay.server, SERVER_ASSOC)]
+        relay.feed(relay.server, SERVER_ASSOC, answers)
+        relay.take_sent(relay.client, CLIENT_ASSOC)
+        spent = 0.0
+        for _ in range(rounds):
+            requests = [gen.request() for _ in range(BATCH)]
+            start = time.process_time()
+            relay.feed(relay.client, CLIENT_ASSOC, requests)
+            spent += time.process_time() - start
+            forwarded = relay.take_sent(relay.server, SERVER_ASSOC)
+            if len(forwarded) != BATCH:
+                raise SystemExit(f"{len(forwarded)} of {BATCH} requests relayed")
+            answers = [_answer(r) for r in forwarded]
+            start = time.process_time()
+            relay.feed(relay.server, SERVER_ASSOC, answers)
+            spent += time.process_time() - start
+            if len(relay.take_sent(relay.client, CLIENT_ASSOC)) != BATCH:
+                raise SystemExit("answers went missing")
+            gen.outstanding.clear()
+    finally:
+        relay.close()
+    return spent / (rounds * BATCH)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=2000, help="rounds of 64 pairs per run")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternating")
+    args = parser.parse_args(argv)
+    for tcp in (False, True):
+        reference: list[float] = []
+        fast: list[float] = []
+        for _ in range(args.repeat):
+            reference.append(asyncio.run(_per_pair(tcp, False, args.rounds)))
+            fast.append(asyncio.run(_per_pair(tcp, True, args.rounds)))
+        ref, c = min(reference), min(fast)
+        name = "TCP " if tcp else "SCTP"
+        print(f"{name} Python chain:     {ref * 1e9:7.0f} ns a request + answer")
+        print(f"{name} Direct (C):       {c * 1e9:7.0f} ns a request + answer")
+        print(f"{name} ratio C/Python:   {c / ref:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
