@@ -23,7 +23,8 @@
  *         refuses is deferred as perform_now does (`defer`).
  *
  * An exception (out of memory, a broken table) is reported through `failed` and the
- * message counts as taken, as DiameterService.handle does.
+ * message counts as taken, as DiameterService.handle does. How many messages took each
+ * way is counted on the RelayHot (hot_path_in_c, hot_path_to_python: relay events).
  */
 #include <stddef.h>
 
@@ -54,7 +55,6 @@ typedef struct {
     Py_ssize_t cork_bytes;
     uint32_t management[MAX_MANAGEMENT];
     int n_management;
-    unsigned long long fast, handed;
 } Direct;
 
 static PyObject *s_fast, *s_info, *s_name, *s_last_rx, *s_tx, *s_associations, *s_outbound,
@@ -349,11 +349,11 @@ static int take_one(Direct *self, PyObject *assoc, PyObject *data, PyObject *now
 {
     int rc = relay_one(self, assoc, data, now_obj, now);
     if (rc > 0) {
-        self->fast++;
+        sigmw_hot_count(self->hot, 1);
         return rc;
     }
     if (rc == 0) {
-        self->handed++;
+        sigmw_hot_count(self->hot, 0);
         rc = handle_in_python(self, assoc, data, now_obj);
     }
     if (rc < 0)
@@ -529,10 +529,6 @@ static void direct_dealloc(Direct *self)
 }
 
 static PyMemberDef direct_members[] = {
-    {"fast", T_ULONGLONG, offsetof(Direct, fast), READONLY,
-     "Messages relayed by the C path from read to held send."},
-    {"handed", T_ULONGLONG, offsetof(Direct, handed), READONLY,
-     "Messages handed to the Python path (DiameterService.handle)."},
     {"__vectorcalloffset__", T_PYSSIZET, offsetof(Direct, vectorcall), READONLY},
     {NULL},
 };

@@ -203,6 +203,7 @@ typedef struct {
     double tx;          /* request timeout, seconds */
     Py_ssize_t max_pending;
     unsigned long long relayed_requests, relayed_answers;
+    unsigned long long in_c, to_python; /* messages Direct (_direct.c) took, handed back */
     unsigned int next_hbh;
     int follow; /* redirects are followed: an answer with the E bit takes the Python way */
 } RelayHot;
@@ -216,6 +217,10 @@ static PyMemberDef hot_members[] = {
      "Requests relayed here."},
     {"relayed_answers", T_ULONGLONG, offsetof(RelayHot, relayed_answers), READONLY,
      "Answers relayed here."},
+    {"hot_path_in_c", T_ULONGLONG, offsetof(RelayHot, in_c), READONLY,
+     "Messages the endpoints' Direct relayed in C from read to held send."},
+    {"hot_path_to_python", T_ULONGLONG, offsetof(RelayHot, to_python), READONLY,
+     "Messages the endpoints' Direct handed to the Python path."},
     {NULL},
 };
 
@@ -635,6 +640,15 @@ static PyTypeObject RelayHotType = {
 int sigmw_is_hot(PyObject *obj)
 {
     return Py_IS_TYPE(obj, &RelayHotType);
+}
+
+void sigmw_hot_count(PyObject *hot, int in_c)
+{
+    RelayHot *self = (RelayHot *)hot;
+    if (in_c)
+        self->in_c++;
+    else
+        self->to_python++;
 }
 
 static PyMethodDef functions[] = {

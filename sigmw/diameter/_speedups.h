@@ -59,6 +59,8 @@ int sigmw_hot_request(PyObject *hot, PyObject *origin, PyObject *data, double no
 int sigmw_hot_answer(PyObject *hot, PyObject *peer, PyObject *data, double now,
                      PyObject **peer_out, PyObject **msg, long *stream);
 int sigmw_is_hot(PyObject *obj);
+/* _hotpath.c: count a message Direct relayed in C (in_c) or handed to Python. */
+void sigmw_hot_count(PyObject *hot, int in_c);
 /* _direct.c: adds Direct to the module; -1 on error. */
 int sigmw_direct_init(PyObject *module);
 /* _hotpath.c: zlib.crc32, for session -> stream. */

@@ -178,6 +178,10 @@ class Relay:
         self._stats["relayed_requests"] = self._relayed_requests + from_c[0]
         self._stats["relayed_answers"] = self._relayed_answers + from_c[1]
         self._stats["shed_3004"] = self._shed
+        if hot is not None and hot.hot_path_in_c + hot.hot_path_to_python:
+            # Which way the endpoints' Direct (_direct.c) sent the messages it was handed.
+            self._stats["hot_path_in_c"] = hot.hot_path_in_c
+            self._stats["hot_path_to_python"] = hot.hot_path_to_python
         return self._stats
 
     # --- peers ----------------------------------------------------------------------
