@@ -134,15 +134,19 @@ class DiameterService:
         return self.core.shed(conn, msg.data, self.now())
 
     def shed_batch(
-        self, ep: Endpoint, assoc: int, messages: list[bytes], write: Callable[[bytes], None]
+        self,
+        ep: Endpoint,
+        assoc: int,
+        messages: list[bytes],
+        write: Callable[[list[bytes]], None],
     ) -> list[bytes]:
         """Overload, inside the TCP endpoint: every request of a batch gets its 3004 written
         at once, before any object is made for it; the rest (answers, management) is
         returned to be read as usual. What makes shedding cheap enough that the excess
         does not eat the goodput."""
         answers, keep = self.core.shed_requests((ep, assoc), messages, self.now())
-        for answer in answers:
-            write(answer)
+        if answers:
+            write(answers)
         return keep
 
     def direct(self, ep: TcpEndpoint | SctpEndpoint, assoc: int, messages: list[bytes]) -> int:

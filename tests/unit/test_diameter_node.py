@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from diameter.message import Message
 from diameter.message.avp import Avp
 from diameter.message.commands import (
@@ -20,6 +21,7 @@ from diameter.message.commands import (
 
 from sigmw.config.diameter import DiameterNode, DiameterRoute, RouteTarget
 from sigmw.diameter import local
+from sigmw.diameter import node as node_module
 from sigmw.diameter.node import (
     BindConn,
     CloseConn,
@@ -340,3 +342,32 @@ def test_shed_requests_answers_a_batchs_requests_and_keeps_the_rest_in_order() -
     assert c.relay.answers[(272, 3004, "local")] == 2 and c.relay.stats["shed_3004"] == 2
     assert c.shed_requests(("nobody", 1), batch, 1.0) == ([], batch)  # no open peer: kept
     assert c.relay.pending_count() == 0
+
+
+def test_shed_requests_in_c_matches_the_python_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """_speedups.shed_tcp against the Python loop it replaces: the same 3004s, the same kept
+    messages in order, the same counts, for a batch that starts with a command not counted
+    yet (C stops there for Python), mixes management, answers and short messages, and
+    spans more commands than C's per-call table holds."""
+    dwr = DeviceWatchdogRequest()
+    dwr.origin_host, dwr.origin_realm = b"client.test", b"test"
+    management, answer = bytes(dwr.as_bytes()), dwa_for(dwr)
+    batch = [ccr("s;1", 51), management, ccr("s;2", 52), answer, b"\x01\x00\x00\x14\x80"]
+    for code in range(1000, 1080):  # 80 commands: past the 64 slots of a call
+        other = bytearray(ccr(f"o;{code}", code))
+        other[5:8] = code.to_bytes(3, "big")
+        batch += [bytes(other), ccr(f"s;{code}", code)]
+    results = []
+    for speedups in (None, node_module._c):
+        monkeypatch.setattr(node_module, "_c", speedups)
+        c = core()
+        open_server(c)
+        open_client(c)
+        busy, kept = c.shed_requests(("lst", 1), batch, 1.0)
+        busy2, kept2 = c.shed_requests(("lst", 1), batch, 2.0)  # every key known now
+        results.append((busy, kept, busy2, kept2, dict(c.relay.answers), c.relay.stats))
+    assert node_module._c is not None  # the second run was C's
+    assert results[0] == results[1]
+    busy, kept = results[1][:2]
+    assert kept == [management, answer, b"\x01\x00\x00\x14\x80"]
+    assert len(busy) == 2 + 160 and results[1][5]["shed_3004"] == 2 * len(busy)
