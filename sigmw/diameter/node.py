@@ -251,8 +251,9 @@ class DiameterCore:
         if slot is None:
             return [], messages
         slot.last_rx = now
-        relay, answers, kept = self.relay, list[bytes](), list[bytes]()
-        i, n = 0, len(messages)
+        relay, i, n = self.relay, 0, len(messages)
+        answers: list[bytes] = []
+        kept: list[bytes] = []
         while i < n:
             if _c is not None:  # the usual requests in C; it stops at a command new here
                 i, taken = _c.shed_tcp(messages, i, relay.answers, relay.busy_tail, answers, kept)
