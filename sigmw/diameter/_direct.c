@@ -61,8 +61,15 @@ static PyObject *s_fast, *s_info, *s_name, *s_last_rx, *s_tx, *s_associations, *
     *s_cmsgs, *s_held, *s_traffic, *s_counts, *s_conns, *s_write_paused, *s_closing, *s_lost,
     *s_flush_armed, *s_out_bytes, *s_out, *s_try_send;
 
-/* A borrowed-free getattr: a new reference, NULL with an error set. */
+/* getattr: a new reference, NULL with an error set. */
 #define GET(obj, name) PyObject_GetAttr((obj), (name))
+
+/* -1 with a TypeError: an endpoint's attribute is not what its class makes. */
+static int wrong(const char *what)
+{
+    PyErr_Format(PyExc_TypeError, "Direct: the endpoint's %s is not a dict", what);
+    return -1;
+}
 
 static int is_management(Direct *self, const unsigned char *d)
 {
@@ -104,15 +111,17 @@ static int sctp_hold(Direct *self, PyObject *ep, PyObject *assoc, PyObject *msg,
 {
     PyObject *tx = GET(ep, s_tx), *assocs = NULL, *cmsgs_of = NULL, *held = NULL;
     PyObject *traffic = NULL, *counts = NULL, *stream_obj = NULL;
+    PyObject *cmsgs = NULL;
     int rc = -1;
-    if (tx == NULL || !PyDict_Check(tx))
+    if (tx == NULL || (!PyDict_Check(tx) && wrong("_tx")))
         goto done;
     int queued = PyDict_Contains(tx, assoc);
     if (queued != 0) {
         rc = queued < 0 ? -1 : 0;
         goto done;
     }
-    if ((assocs = GET(ep, s_associations)) == NULL || !PyDict_Check(assocs))
+    if ((assocs = GET(ep, s_associations)) == NULL ||
+        (!PyDict_Check(assocs) && wrong("associations")))
         goto done;
     PyObject *known = PyDict_GetItemWithError(assocs, assoc);
     if (known == NULL && PyErr_Occurred())
@@ -130,14 +139,15 @@ static int sctp_hold(Direct *self, PyObject *ep, PyObject *assoc, PyObject *msg,
     }
     if ((stream_obj = PyLong_FromLong(stream)) == NULL)
         goto done;
-    if ((cmsgs_of = GET(ep, s_cmsgs)) == NULL || !PyDict_Check(cmsgs_of))
+    if ((cmsgs_of = GET(ep, s_cmsgs)) == NULL || (!PyDict_Check(cmsgs_of) && wrong("_cmsgs")))
         goto done;
-    PyObject *cmsgs = get_keyed(cmsgs_of, assoc, stream_obj, self->ppid_out, NULL);
-    if ((held = GET(ep, s_held)) == NULL || !PyDict_Check(held))
+    cmsgs = get_keyed(cmsgs_of, assoc, stream_obj, self->ppid_out, NULL);
+    Py_XINCREF(cmsgs);
+    if ((held = GET(ep, s_held)) == NULL || (!PyDict_Check(held) && wrong("_held")))
         goto done;
     PyObject *burst = cmsgs == NULL ? NULL : PyDict_GetItemWithError(held, assoc);
     if ((traffic = GET(ep, s_traffic)) == NULL || (counts = GET(traffic, s_counts)) == NULL ||
-        !PyDict_Check(counts))
+        (!PyDict_Check(counts) && wrong("traffic.counts")))
         goto done;
     PyObject *cell = burst == NULL ? NULL
                                    : get_keyed(counts, assoc, self->out, self->ppid_out, stream_obj);
@@ -163,6 +173,7 @@ done:
     Py_XDECREF(traffic);
     Py_XDECREF(counts);
     Py_XDECREF(stream_obj);
+    Py_XDECREF(cmsgs);
     return rc;
 }
 
@@ -172,7 +183,7 @@ static int tcp_cork(Direct *self, PyObject *ep, PyObject *assoc, PyObject *msg)
 {
     PyObject *conns = GET(ep, s_conns), *out = NULL, *size = NULL;
     int rc = -1;
-    if (conns == NULL || !PyDict_Check(conns))
+    if (conns == NULL || (!PyDict_Check(conns) && wrong("_conns")))
         goto done;
     PyObject *conn = PyDict_GetItemWithError(conns, assoc);
     if (conn == NULL) {

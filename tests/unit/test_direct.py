@@ -279,3 +279,22 @@ def test_an_error_in_the_c_path_is_reported_and_the_message_taken() -> None:
             w.close()
 
     asyncio.run(run())
+
+
+def test_the_microbenchmark_prints_both_paths_for_both_transports(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """python -m sigmw.benchkit.direct: the Python chain and Direct side by side, per
+    transport, and the ratio of the two (it checks every round relayed all 64 pairs)."""
+    from sigmw.benchkit import direct
+
+    direct.main(["--rounds", "5", "--repeat", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0].split(maxsplit=1) for line in lines] == [
+        [transport, what]
+        for transport in ("SCTP", "TCP")
+        for what in ("Python chain", "Direct (C)", "ratio C/Python")
+    ]
+    for first in (0, 3):
+        python, c = (float(line.split()[-6]) for line in lines[first : first + 2])
+        assert c > 0 and float(lines[first + 2].split()[-1]) == pytest.approx(c / python, abs=0.01)
