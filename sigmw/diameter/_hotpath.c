@@ -9,8 +9,10 @@
  *   request: well formed, proxiable, no Destination-Host, no Route-Record, not our own,
  *            a command already counted, a cached route rule whose best priority has a
  *            single peer, that peer up and under its pending bound (then it is the
- *            choice whatever the other priorities hold), and a Session-Id when it has
- *            streams;
+ *            choice whatever the other priorities hold), or several peers (load shared
+ *            by weight), at least one of them up and under its bound and none of them
+ *            the origin (the same weighted rendezvous as routing.diameter picks among
+ *            those), and a Session-Id when the chosen peer has streams;
  *   answer:  the header's length right, the hop-by-hop id pending on the peer it came
  *            from, no E bit when redirects are followed, the client still open, a
  *            (command, result) already counted, and a Session-Id when it has streams.
@@ -21,10 +23,11 @@
  * Why C: the Python of those two methods was about 70% of the CPU of a relayed request +
  * answer (docs/benchmark.md).
  */
+#include "_speedups.h" /* first: Python.h */
+
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
-
-#include "_speedups.h"
 #include <structmember.h>
 
 /* --- CRC-32 (zlib's: reflected polynomial 0xEDB88320), for session -> stream --------- */
@@ -208,7 +211,7 @@ typedef struct {
     int follow; /* redirects are followed: an answer with the E bit takes the Python way */
 } RelayHot;
 
-static PyObject *s_lead, *s_counts, *s_bounds, *s_sum, *s_total, *s_relayed, *minus_one;
+static PyObject *s_lead, *s_shares, *s_counts, *s_bounds, *s_sum, *s_total, *s_relayed, *minus_one;
 
 static PyMemberDef hot_members[] = {
     {"next_hbh", T_UINT, offsetof(RelayHot, next_hbh), 0, "The next hop-by-hop id to use."},
@@ -361,6 +364,75 @@ static PyObject *one_send(RelayHot *self, PyObject *peer, PyObject *msg, long st
     return out;
 }
 
+/* routing.diameter._mix: splitmix64's finaliser. */
+static uint64_t mix64(uint64_t x)
+{
+    x *= 0x9E3779B97F4A7C15ull;
+    x ^= x >> 29;
+    x *= 0xBF58476D1CE4E5B9ull;
+    return x ^ (x >> 32);
+}
+
+#define MAX_SHARES 16
+
+/*
+ * When peers share a rule's best priority (its `shares`: (peer, crc32 of the name,
+ * weight)): the one routing.diameter._rendezvous picks among those that are usable and
+ * under the pending bound, for the session key (the Session-Id, else the end-to-end id),
+ * borrowed from the rule. NULL (no error set) for the Python way: none usable (the next
+ * priority's turn), one of them the request's origin, or more than MAX_SHARES. The
+ * arithmetic is the Python's, in the same IEEE doubles, so both pick the same peer.
+ */
+static PyObject *shared_choice(RelayHot *self, PyObject *rule, PyObject *origin,
+                               PyObject *session, const unsigned char *d)
+{
+    PyObject *shares = PyObject_GetAttr(rule, s_shares);
+    if (shares == NULL)
+        return NULL;
+    Py_DECREF(shares); /* the rule keeps it */
+    Py_ssize_t n = PyTuple_Check(shares) ? PyTuple_GET_SIZE(shares) : 0;
+    if (n < 2 || n > MAX_SHARES)
+        return NULL;
+    PyObject *ready[MAX_SHARES];
+    uint64_t crcs[MAX_SHARES];
+    double weights[MAX_SHARES];
+    int k = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *share = PyTuple_GET_ITEM(shares, i);
+        if (!PyTuple_Check(share) || PyTuple_GET_SIZE(share) != 3)
+            return NULL;
+        PyObject *name = PyTuple_GET_ITEM(share, 0);
+        if (PyObject_RichCompareBool(name, origin, Py_EQ) != 0)
+            return NULL; /* excluded there: Python's (or a failed compare) */
+        Peer *peer = peer_named(self, name);
+        if (peer == NULL && PyErr_Occurred())
+            return NULL;
+        if (peer == NULL || !peer->usable || peer->pending >= self->max_pending)
+            continue;
+        crcs[k] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(share, 1));
+        weights[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(share, 2));
+        if (PyErr_Occurred())
+            return NULL;
+        ready[k++] = name;
+    }
+    if (k < 2)
+        return k ? ready[0] : NULL;
+    uint32_t base = PyBytes_Check(session) && PyBytes_GET_SIZE(session)
+                        ? sigmw_crc32((const unsigned char *)PyBytes_AS_STRING(session),
+                                      PyBytes_GET_SIZE(session))
+                        : sigmw_crc32(d + 16, 4);
+    PyObject *best = ready[0];
+    double best_score = -1.0;
+    for (int j = 0; j < k; j++) {
+        uint64_t x = mix64((uint64_t)base ^ (crcs[j] << 32));
+        double h = (double)((x >> 11) + 1) / 9007199254740993.0;
+        double score = weights[j] / -log(h);
+        if (score > best_score)
+            best = ready[j], best_score = score;
+    }
+    return best;
+}
+
 #define FALL_BACK() do { if (PyErr_Occurred()) goto error; goto python; } while (0)
 
 /* RelayHot.request's work, without the Send (see _speedups.h). */
@@ -395,7 +467,9 @@ int sigmw_hot_request(PyObject *hot, PyObject *origin, PyObject *data, double no
     if (lead == NULL)
         goto error;
     Py_DECREF(lead); /* the rule, held by the cache, keeps it */
-    if (lead == Py_None || !PyUnicode_Check(lead))
+    if (lead == Py_None && (lead = shared_choice(self, rule, origin, session, d)) == NULL)
+        FALL_BACK();
+    if (!PyUnicode_Check(lead))
         goto python;
     int same = PyObject_RichCompareBool(lead, origin, Py_EQ);
     if (same != 0) {
@@ -660,13 +734,14 @@ int sigmw_hotpath_init(PyObject *module)
 {
     crc_init();
     s_lead = PyUnicode_InternFromString("lead");
+    s_shares = PyUnicode_InternFromString("shares");
     s_counts = PyUnicode_InternFromString("counts");
     s_bounds = PyUnicode_InternFromString("bounds");
     s_sum = PyUnicode_InternFromString("sum");
     s_total = PyUnicode_InternFromString("total");
     s_relayed = PyUnicode_InternFromString("relayed");
     minus_one = PyLong_FromLong(-1);
-    if (!s_lead || !s_counts || !s_bounds || !s_sum || !s_total || !s_relayed || !minus_one)
+    if (!s_lead || !s_shares || !s_counts || !s_bounds || !s_sum || !s_total || !s_relayed || !minus_one)
         return -1;
     PyTypeObject *types[] = {&PendingType, &PeerType, &RelayHotType};
     const char *names[] = {"Pending", "Peer", "RelayHot"};

@@ -40,6 +40,9 @@ class _Rule:
     lead: str | None = None
     """The peer of the best priority when it is alone there: whenever it is usable, the
     choice (read by the relay's C hot path)."""
+    shares: tuple[tuple[str, int, int], ...] = ()
+    """When peers share the best priority: (peer, crc32 of its name, weight) of each, for
+    the relay's C hot path, which runs _rendezvous on those of them that are usable."""
 
 
 class NoPeer(Enum):
@@ -75,6 +78,7 @@ class RealmTable:
                 ),
                 r.to[0].peer if len(r.to) == 1 else None,
                 _lead(r.to),
+                _shares(r.to),
             )
             for r in routes
         ]
@@ -83,7 +87,7 @@ class RealmTable:
     @property
     def cache(self) -> dict[tuple[bytes, int, bytes | None], _Rule | None]:
         """Rules already looked up, by (realm, application, origin realm) as read off the
-        wire; read by the relay's C hot path, which takes only a cached rule with one peer."""
+        wire; read by the relay's C hot path (a cached rule's `lead` or `shares`)."""
         return self._cache
 
     def _rule(self, realm: bytes, app_id: int, origin_realm: bytes | None) -> _Rule | None:
@@ -141,10 +145,22 @@ class RealmTable:
         return _ALL_BUSY if busy else _NO_LIVE_PEER
 
 
-def _lead(targets: tuple[RouteTarget, ...]) -> str | None:
+def _best(targets: tuple[RouteTarget, ...]) -> list[RouteTarget]:
+    """The targets of the best (lowest) priority, in the route's order."""
     best = min(t.priority for t in targets)
-    first = [t for t in targets if t.priority == best]
+    return [t for t in targets if t.priority == best]
+
+
+def _lead(targets: tuple[RouteTarget, ...]) -> str | None:
+    first = _best(targets)
     return first[0].peer if len(first) == 1 else None
+
+
+def _shares(targets: tuple[RouteTarget, ...]) -> tuple[tuple[str, int, int], ...]:
+    first = _best(targets)
+    if len(first) < 2:
+        return ()
+    return tuple((t.peer, crc32(t.peer.encode()), t.weight) for t in first)
 
 
 _MASK64 = (1 << 64) - 1

@@ -29,8 +29,13 @@ ME = LocalIdentity(b"relay.example.net", b"example.net", origin_state_id=1)
 ROUTES = (
     # best priority alone: the C path's kind of rule
     DiameterRoute("hss.example.org", (RouteTarget("hss1", 1), RouteTarget("hss2", 2))),
-    # load shared at the best priority: the Python path's
-    DiameterRoute("share.example.org", (RouteTarget("hss1", 1), RouteTarget("hss2", 1))),
+    # load shared by weight at the best priority: C picks among the usable ones
+    DiameterRoute("share.example.org", (RouteTarget("hss1", 1, 2), RouteTarget("hss2", 1, 3))),
+    # ... with the origin among them: the Python path's (it excludes the origin)
+    DiameterRoute(
+        "mixed.example.org",
+        (RouteTarget("client", 1, 2), RouteTarget("hss1", 1, 1), RouteTarget("hss2", 1, 5)),
+    ),
     DiameterRoute("client.example.net", (RouteTarget("client", 1),)),
 )
 PEERS = {
@@ -42,6 +47,8 @@ REALMS = [
     b"hss.example.org",
     b"HSS.example.org",
     b"share.example.org",
+    b"share.example.org",
+    b"mixed.example.org",
     b"client.example.net",
     b"nowhere.org",
 ]
@@ -94,7 +101,7 @@ request_op = st.tuples(
     st.sampled_from(list(PEERS)),
     st.sampled_from([272, 272, 272, 316, 9999]),
     st.sampled_from([None, *(b"client.example.net;1;%d" % i for i in range(9))]),
-    st.sampled_from(REALMS[:1] * 5 + REALMS[1:]),
+    st.sampled_from(REALMS[:1] * 5 + [b"share.example.org"] * 3 + REALMS[1:]),
     st.sampled_from(["none"] * 5 + list(EXTRAS)[1:]),
     st.sampled_from([0xC0] * 6 + [0x80, 0xC4]),  # proxiable; not; a reserved bit
     st.sampled_from([False] * 6 + [True]),  # cut short (malformed)
@@ -218,6 +225,29 @@ def test_usual_traffic_takes_the_c_path() -> None:
     assert hot.stats["relayed_requests"] == ref.stats["relayed_requests"] == 20 + 4
     assert _state(hot) == _state(ref)
     assert hot._hot.next_hbh == (0xFFFFFFF0 + 4 + 20) & 0xFFFFFFFF
+
+
+def test_load_shared_traffic_takes_the_c_path_and_picks_the_pythons_peers() -> None:
+    """Weighted rendezvous in C: the same peer for every session as routing.diameter's,
+    both peers used, each session on one; and with one of them unusable, the other."""
+    hot, ref = _pair(RedirectPolicy.PASS)
+    picked: dict[str, set[str]] = {"hss1": set(), "hss2": set()}
+    for r in (hot, ref):
+        for i in range(40):
+            session = b"s;%d" % (i % 20)
+            data = _request(272, i, session, b"share.example.org", b"", 0xC0)
+            (s,) = r.on_request("client", data, 1.0)
+            r.on_answer(s.peer, _answer(s.data, RESULTS["2001"], 0x40), 1.25)
+            picked[s.peer].add(session.decode())
+    assert _state(hot) == _state(ref)
+    # The warm-up's 2, and all but the first (whose lookup caches the rule) in C.
+    assert hot._hot.relayed_requests == 2 + 39
+    assert picked["hss1"] and picked["hss2"] and not picked["hss1"] & picked["hss2"]
+    for r in (hot, ref):
+        r.peer_usable("hss1", False, 2.0)
+        data = _request(272, 99, b"s;1", b"share.example.org", b"", 0xC0)
+        assert [s.peer for s in r.on_request("client", data, 2.0)] == ["hss2"]
+    assert hot._hot.relayed_requests == 2 + 40 and _state(hot) == _state(ref)
 
 
 def test_records_are_the_c_structs() -> None:
