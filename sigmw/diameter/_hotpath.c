@@ -7,12 +7,11 @@
  * any state, and the Python code runs instead:
  *
  *   request: well formed, proxiable, no Destination-Host, no Route-Record, not our own,
- *            a command already counted, a cached route rule whose best priority has a
- *            single peer, that peer up and under its pending bound (then it is the
- *            choice whatever the other priorities hold), or several peers (load shared
- *            by weight), at least one of them up and under its bound and none of them
- *            the origin (the same weighted rendezvous as routing.diameter picks among
- *            those), and a Session-Id when the chosen peer has streams;
+ *            a command already counted, a cached route rule with a peer up and under
+ *            its pending bound at some priority and the origin at none of the
+ *            priorities tried (the choice is RealmTable.choose's: the best such level,
+ *            the same weighted rendezvous among its usable peers), and a Session-Id
+ *            when the chosen peer has streams;
  *   answer:  the header's length right, the hop-by-hop id pending on the peer it came
  *            from, no E bit when redirects are followed, the client still open, a
  *            (command, result) already counted, and a Session-Id when it has streams.
@@ -211,7 +210,7 @@ typedef struct {
     int follow; /* redirects are followed: an answer with the E bit takes the Python way */
 } RelayHot;
 
-static PyObject *s_lead, *s_shares, *s_counts, *s_bounds, *s_sum, *s_total, *s_relayed, *minus_one;
+static PyObject *s_tiers, *s_counts, *s_bounds, *s_sum, *s_total, *s_relayed, *minus_one;
 
 static PyMemberDef hot_members[] = {
     {"next_hbh", T_UINT, offsetof(RelayHot, next_hbh), 0, "The next hop-by-hop id to use."},
@@ -376,61 +375,80 @@ static uint64_t mix64(uint64_t x)
 #define MAX_SHARES 16
 
 /*
- * When peers share a rule's best priority (its `shares`: (peer, crc32 of the name,
- * weight)): the one routing.diameter._rendezvous picks among those that are usable and
- * under the pending bound, for the session key (the Session-Id, else the end-to-end id),
- * borrowed from the rule. NULL (no error set) for the Python way: none usable (the next
- * priority's turn), one of them the request's origin, or more than MAX_SHARES. The
+ * One priority level of a rule's `tiers` ((peer, crc32 of the name, weight) each), as
+ * RealmTable.choose takes it: 1 and *chosen (borrowed from the rule) when some of its
+ * peers are usable and under the pending bound (the one routing.diameter._rendezvous
+ * picks among them, for the session key: the Session-Id, else the end-to-end id); 0 when
+ * none is (the next level's turn); -1 for the Python way (the request's origin is there,
+ * which choose excludes; more than MAX_SHARES peers; or an error, then set). The
  * arithmetic is the Python's, in the same IEEE doubles, so both pick the same peer.
  */
-static PyObject *shared_choice(RelayHot *self, PyObject *rule, PyObject *origin,
-                               PyObject *session, const unsigned char *d)
+static int level_choice(RelayHot *self, PyObject *level, PyObject *origin, PyObject *session,
+                        const unsigned char *d, PyObject **chosen)
 {
-    PyObject *shares = PyObject_GetAttr(rule, s_shares);
-    if (shares == NULL)
-        return NULL;
-    Py_DECREF(shares); /* the rule keeps it */
-    Py_ssize_t n = PyTuple_Check(shares) ? PyTuple_GET_SIZE(shares) : 0;
-    if (n < 2 || n > MAX_SHARES)
-        return NULL;
+    Py_ssize_t n = PyTuple_Check(level) ? PyTuple_GET_SIZE(level) : 0;
+    if (n < 1 || n > MAX_SHARES)
+        return -1;
     PyObject *ready[MAX_SHARES];
     uint64_t crcs[MAX_SHARES];
     double weights[MAX_SHARES];
     int k = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *share = PyTuple_GET_ITEM(shares, i);
-        if (!PyTuple_Check(share) || PyTuple_GET_SIZE(share) != 3)
-            return NULL;
-        PyObject *name = PyTuple_GET_ITEM(share, 0);
+        PyObject *target = PyTuple_GET_ITEM(level, i);
+        if (!PyTuple_Check(target) || PyTuple_GET_SIZE(target) != 3)
+            return -1;
+        PyObject *name = PyTuple_GET_ITEM(target, 0);
         if (PyObject_RichCompareBool(name, origin, Py_EQ) != 0)
-            return NULL; /* excluded there: Python's (or a failed compare) */
+            return -1; /* excluded there: Python's (or a failed compare) */
         Peer *peer = peer_named(self, name);
         if (peer == NULL && PyErr_Occurred())
-            return NULL;
+            return -1;
         if (peer == NULL || !peer->usable || peer->pending >= self->max_pending)
             continue;
-        crcs[k] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(share, 1));
-        weights[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(share, 2));
+        crcs[k] = PyLong_AsUnsignedLongLong(PyTuple_GET_ITEM(target, 1));
+        weights[k] = PyFloat_AsDouble(PyTuple_GET_ITEM(target, 2));
         if (PyErr_Occurred())
-            return NULL;
+            return -1;
         ready[k++] = name;
     }
-    if (k < 2)
-        return k ? ready[0] : NULL;
+    if (k < 2) {
+        *chosen = k ? ready[0] : NULL;
+        return k;
+    }
     uint32_t base = PyBytes_Check(session) && PyBytes_GET_SIZE(session)
                         ? sigmw_crc32((const unsigned char *)PyBytes_AS_STRING(session),
                                       PyBytes_GET_SIZE(session))
                         : sigmw_crc32(d + 16, 4);
-    PyObject *best = ready[0];
     double best_score = -1.0;
+    *chosen = ready[0];
     for (int j = 0; j < k; j++) {
         uint64_t x = mix64((uint64_t)base ^ (crcs[j] << 32));
         double h = (double)((x >> 11) + 1) / 9007199254740993.0;
         double score = weights[j] / -log(h);
         if (score > best_score)
-            best = ready[j], best_score = score;
+            *chosen = ready[j], best_score = score;
     }
-    return best;
+    return 1;
+}
+
+/* RealmTable.choose on a cached rule: the peer (borrowed from the rule), or NULL for the
+ * Python way (no level had a usable peer: its NoPeer answer is Python's; or level_choice
+ * said so; an error is then set). */
+static PyObject *choice_of(RelayHot *self, PyObject *rule, PyObject *origin, PyObject *session,
+                           const unsigned char *d)
+{
+    PyObject *tiers = PyObject_GetAttr(rule, s_tiers);
+    if (tiers == NULL)
+        return NULL;
+    Py_DECREF(tiers); /* the rule keeps it */
+    Py_ssize_t n = PyTuple_Check(tiers) ? PyTuple_GET_SIZE(tiers) : 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *chosen = NULL;
+        int rc = level_choice(self, PyTuple_GET_ITEM(tiers, i), origin, session, d, &chosen);
+        if (rc != 0)
+            return rc > 0 ? chosen : NULL;
+    }
+    return NULL;
 }
 
 #define FALL_BACK() do { if (PyErr_Occurred()) goto error; goto python; } while (0)
@@ -463,20 +481,11 @@ int sigmw_hot_request(PyObject *hot, PyObject *origin, PyObject *data, double no
     PyObject *rule = PyDict_GetItemWithError(self->cache, rule_key);
     if (rule == NULL || rule == Py_None)
         FALL_BACK();
-    PyObject *lead = PyObject_GetAttr(rule, s_lead);
+    PyObject *lead = choice_of(self, rule, origin, session, d); /* the rule keeps it */
     if (lead == NULL)
-        goto error;
-    Py_DECREF(lead); /* the rule, held by the cache, keeps it */
-    if (lead == Py_None && (lead = shared_choice(self, rule, origin, session, d)) == NULL)
         FALL_BACK();
     if (!PyUnicode_Check(lead))
         goto python;
-    int same = PyObject_RichCompareBool(lead, origin, Py_EQ);
-    if (same != 0) {
-        if (same < 0)
-            goto error;
-        goto python;
-    }
     Peer *target = peer_named(self, lead);
     if (target == NULL || !target->usable || target->pending >= self->max_pending)
         FALL_BACK();
@@ -733,15 +742,14 @@ static PyMethodDef functions[] = {
 int sigmw_hotpath_init(PyObject *module)
 {
     crc_init();
-    s_lead = PyUnicode_InternFromString("lead");
-    s_shares = PyUnicode_InternFromString("shares");
+    s_tiers = PyUnicode_InternFromString("tiers");
     s_counts = PyUnicode_InternFromString("counts");
     s_bounds = PyUnicode_InternFromString("bounds");
     s_sum = PyUnicode_InternFromString("sum");
     s_total = PyUnicode_InternFromString("total");
     s_relayed = PyUnicode_InternFromString("relayed");
     minus_one = PyLong_FromLong(-1);
-    if (!s_lead || !s_shares || !s_counts || !s_bounds || !s_sum || !s_total || !s_relayed || !minus_one)
+    if (!s_tiers || !s_counts || !s_bounds || !s_sum || !s_total || !s_relayed || !minus_one)
         return -1;
     PyTypeObject *types[] = {&PendingType, &PeerType, &RelayHotType};
     const char *names[] = {"Pending", "Peer", "RelayHot"};

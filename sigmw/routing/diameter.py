@@ -37,12 +37,9 @@ class _Rule:
     """Targets grouped by priority, best first."""
     only: str | None = None
     """The peer, when the rule has just one (the common case: no loop to run)."""
-    lead: str | None = None
-    """The peer of the best priority when it is alone there: whenever it is usable, the
-    choice (read by the relay's C hot path)."""
-    shares: tuple[tuple[str, int, int], ...] = ()
-    """When peers share the best priority: (peer, crc32 of its name, weight) of each, for
-    the relay's C hot path, which runs _rendezvous on those of them that are usable."""
+    tiers: tuple[tuple[tuple[str, int, int], ...], ...] = ()
+    """`levels` as the relay's C hot path reads them: (peer, crc32 of its name, weight)
+    of each target, so that it runs `choose` (and _rendezvous) without Python objects."""
 
 
 class NoPeer(Enum):
@@ -65,29 +62,13 @@ def _lower(text: str | None) -> bytes | None:
 
 class RealmTable:
     def __init__(self, routes: tuple[DiameterRoute, ...]) -> None:
-        self._rules = [
-            _Rule(
-                _lower(r.realm),
-                r.application,
-                _lower(r.origin_realm),
-                tuple(
-                    tuple(level)
-                    for _, level in groupby(
-                        sorted(r.to, key=lambda t: t.priority), key=lambda t: t.priority
-                    )
-                ),
-                r.to[0].peer if len(r.to) == 1 else None,
-                _lead(r.to),
-                _shares(r.to),
-            )
-            for r in routes
-        ]
+        self._rules = [_rule_of(r) for r in routes]
         self._cache: dict[tuple[bytes, int, bytes | None], _Rule | None] = {}
 
     @property
     def cache(self) -> dict[tuple[bytes, int, bytes | None], _Rule | None]:
         """Rules already looked up, by (realm, application, origin realm) as read off the
-        wire; read by the relay's C hot path (a cached rule's `lead` or `shares`)."""
+        wire; read by the relay's C hot path (a cached rule's `tiers`)."""
         return self._cache
 
     def _rule(self, realm: bytes, app_id: int, origin_realm: bytes | None) -> _Rule | None:
@@ -145,22 +126,17 @@ class RealmTable:
         return _ALL_BUSY if busy else _NO_LIVE_PEER
 
 
-def _best(targets: tuple[RouteTarget, ...]) -> list[RouteTarget]:
-    """The targets of the best (lowest) priority, in the route's order."""
-    best = min(t.priority for t in targets)
-    return [t for t in targets if t.priority == best]
-
-
-def _lead(targets: tuple[RouteTarget, ...]) -> str | None:
-    first = _best(targets)
-    return first[0].peer if len(first) == 1 else None
-
-
-def _shares(targets: tuple[RouteTarget, ...]) -> tuple[tuple[str, int, int], ...]:
-    first = _best(targets)
-    if len(first) < 2:
-        return ()
-    return tuple((t.peer, crc32(t.peer.encode()), t.weight) for t in first)
+def _rule_of(route: DiameterRoute) -> _Rule:
+    by_priority = groupby(sorted(route.to, key=lambda t: t.priority), key=lambda t: t.priority)
+    levels = tuple(tuple(level) for _, level in by_priority)
+    return _Rule(
+        _lower(route.realm),
+        route.application,
+        _lower(route.origin_realm),
+        levels,
+        route.to[0].peer if len(route.to) == 1 else None,
+        tuple(tuple((t.peer, crc32(t.peer.encode()), t.weight) for t in lv) for lv in levels),
+    )
 
 
 _MASK64 = (1 << 64) - 1

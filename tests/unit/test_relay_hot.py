@@ -250,6 +250,17 @@ def test_load_shared_traffic_takes_the_c_path_and_picks_the_pythons_peers() -> N
     assert hot._hot.relayed_requests == 2 + 40 and _state(hot) == _state(ref)
 
 
+def test_failover_to_the_next_priority_takes_the_c_path() -> None:
+    """The best priority's peer down: its sessions go to the next priority's, in C too."""
+    hot, ref = _pair(RedirectPolicy.PASS)
+    for r in (hot, ref):
+        r.peer_usable("hss1", False, 1.0)
+        for i in range(5):  # under max_pending (6)
+            data = _request(272, i, b"f;%d" % i, b"hss.example.org", b"", 0xC0)
+            assert [s.peer for s in r.on_request("client", data, 1.0)] == ["hss2"]
+    assert hot._hot.relayed_requests == 2 + 5 and _state(hot) == _state(ref)
+
+
 def test_records_are_the_c_structs() -> None:
     assert relay._new_pending is _speedups.Pending and relay._new_peer is _speedups.Peer
     peer = _speedups.Peer(b"h", 3, route_record=b"rr")
