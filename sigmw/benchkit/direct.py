@@ -56,6 +56,25 @@ class _Host:
         pass
 
 
+def idle_endpoint(tcp: bool, socks: list[socket.socket]) -> Any:
+    """A TcpEndpoint that never listens, or an SctpEndpoint on one end of a UNIX pair
+    (both ends added to `socks`, for the caller to close): nothing is ever read or
+    written on it, so what it holds or corks to send stays there to be looked at."""
+    if tcp:
+        return TcpEndpoint([("127.0.0.1", 0)])
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    socks += [mine, theirs]
+    return SctpEndpoint(mine)
+
+
+def attach(ep: Any, assoc: int, streams: int) -> None:
+    """Association `assoc` up on `ep` as the endpoint records one (TCP: with its
+    connection, which has no transport)."""
+    ep.associations[assoc] = Association(assoc, streams, streams)
+    if isinstance(ep, TcpEndpoint):
+        ep._conns[assoc] = _Connection(ep, assoc)
+
+
 class Relay:
     """A relay core between one client and one server, fed through one of the two paths."""
 
@@ -90,17 +109,10 @@ class Relay:
             )
 
     def _endpoint(self) -> Any:
-        if self.tcp:
-            return TcpEndpoint([("127.0.0.1", 0)])
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.socks += [mine, theirs]
-        return SctpEndpoint(mine)
+        return idle_endpoint(self.tcp, self.socks)
 
     def _connect(self, ep: Any, assoc: int, name: str, streams: int) -> None:
-        ep.associations[assoc] = Association(assoc, streams, streams)
-        if self.tcp:
-            conn = _Connection(ep, assoc)
-            ep._conns[assoc] = conn
+        attach(ep, assoc, streams)
         self.where[name] = (ep, assoc)
 
     def _open_server(self, streams: int) -> None:

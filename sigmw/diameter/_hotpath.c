@@ -565,15 +565,15 @@ static PyObject *send_list(RelayHot *self, int taken, PyObject *peer, PyObject *
     return out;
 }
 
-/*
- * request(origin: str, data: bytes, now: float) -> [Send] | None
- *
- * Relay.on_request for the usual request (see the top of this file); None otherwise.
- */
-static PyObject *hot_request(RelayHot *self, PyObject *const *args, Py_ssize_t nargs)
+typedef int (*HotWork)(PyObject *, PyObject *, PyObject *, double, PyObject **, PyObject **,
+                       long *);
+
+/* request() and answer(): their arguments checked, the work done, its [Send] or None. */
+static PyObject *hot_call(RelayHot *self, PyObject *const *args, Py_ssize_t nargs,
+                          HotWork work, const char *usage)
 {
     if (nargs != 3 || !PyBytes_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "request(origin, data: bytes, now)");
+        PyErr_SetString(PyExc_TypeError, usage);
         return NULL;
     }
     double now = PyFloat_AsDouble(args[2]);
@@ -581,8 +581,18 @@ static PyObject *hot_request(RelayHot *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     PyObject *peer = NULL, *msg = NULL;
     long stream = 0;
-    int taken = sigmw_hot_request((PyObject *)self, args[0], args[1], now, &peer, &msg, &stream);
+    int taken = work((PyObject *)self, args[0], args[1], now, &peer, &msg, &stream);
     return send_list(self, taken, peer, msg, stream);
+}
+
+/*
+ * request(origin: str, data: bytes, now: float) -> [Send] | None
+ *
+ * Relay.on_request for the usual request (see the top of this file); None otherwise.
+ */
+static PyObject *hot_request(RelayHot *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    return hot_call(self, args, nargs, sigmw_hot_request, "request(origin, data: bytes, now)");
 }
 
 /* RelayHot.answer's work, without the Send (see _speedups.h). */
@@ -681,17 +691,7 @@ python:
  */
 static PyObject *hot_answer(RelayHot *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyBytes_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "answer(peer, data: bytes, now)");
-        return NULL;
-    }
-    double now = PyFloat_AsDouble(args[2]);
-    if (now == -1.0 && PyErr_Occurred())
-        return NULL;
-    PyObject *peer = NULL, *msg = NULL;
-    long stream = 0;
-    int taken = sigmw_hot_answer((PyObject *)self, args[0], args[1], now, &peer, &msg, &stream);
-    return send_list(self, taken, peer, msg, stream);
+    return hot_call(self, args, nargs, sigmw_hot_answer, "answer(peer, data: bytes, now)");
 }
 
 static PyObject *hot_take_hbh(RelayHot *self, PyObject *unused)

@@ -29,12 +29,13 @@ from typing import Any
 import pytest
 from diameter.message.commands import DeviceWatchdogRequest
 
+from sigmw.benchkit.direct import attach, idle_endpoint
 from sigmw.diameter import wire
 from sigmw.diameter.node import DiameterCore, SendOn
 from sigmw.io.daemon import Daemon
 from sigmw.io.diameter import DiameterService
-from sigmw.io.endpoint import Association, SctpEndpoint
-from sigmw.io.tcp import CORK_BYTES, TcpEndpoint, _Connection
+from sigmw.io.endpoint import Association
+from sigmw.io.tcp import CORK_BYTES
 from sigmw.io.transport import Deferred
 from tests.unit.test_diameter_node import ME, NODE, PEERS, ROUTES, ccr, cea, cer
 
@@ -94,17 +95,10 @@ class World:
         assert len(self.fast) == (2 if in_c else 0)
 
     def _endpoint(self) -> Any:
-        if self.tcp:
-            return TcpEndpoint([("127.0.0.1", 0)])
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.socks += [mine, theirs]
-        return SctpEndpoint(mine)
+        return idle_endpoint(self.tcp, self.socks)
 
     def _open(self, ep: Any, assoc: int, name: str, streams: int) -> None:
-        ep.associations[assoc] = Association(assoc, streams, streams)
-        if self.tcp:
-            conn = _Connection(ep, assoc)
-            ep._conns[assoc] = conn
+        attach(ep, assoc, streams)
         self.where[name] = (ep, assoc)
         if name == "server":
             out = self.core.connected((ep, assoc), name, streams, ["10.0.0.1"], 0.0)
