@@ -39,9 +39,13 @@ ME = local.LocalIdentity(b"relay.bench", b"bench", 1)
 SERVER = local.LocalIdentity(b"server.bench", SERVER_REALM.encode(), 1, auth_apps=(APP,))
 
 
-class _Host:
+class Host:
+    """What the Diameter service asks of the daemon (io.diameter.Host), on a plain dict of
+    connections; the events it reports are kept in `events`."""
+
     def __init__(self, where: dict[str, tuple[Any, int]]) -> None:
         self.where = where
+        self.events: list[tuple[str, dict[str, object]]] = []
 
     def peer_conn(self, peer: str) -> tuple[Any, int] | None:
         return self.where.get(peer)
@@ -53,7 +57,7 @@ class _Host:
         pass
 
     def emit(self, event: str, /, **fields: object) -> None:
-        pass
+        self.events.append((event, fields))
 
 
 def idle_endpoint(tcp: bool, socks: list[socket.socket]) -> Any:
@@ -90,7 +94,7 @@ class Relay:
         self.core = DiameterCore(ME, node, peers, routes, random.Random(1).random)
         self.where: dict[str, tuple[Any, int]] = {}
         svc = DiameterService.__new__(DiameterService)  # no Config: the core is built here
-        svc.host, svc.now, svc.core = _Host(self.where), time.monotonic, self.core
+        svc.host, svc.now, svc.core = Host(self.where), time.monotonic, self.core
         self.client, self.server = self._endpoint(), self._endpoint()
         self._open_server(1 if tcp else 10)
         self._open_client(1 if tcp else 10)

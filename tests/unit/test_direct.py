@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from diameter.message.commands import DeviceWatchdogRequest
 
-from sigmw.benchkit.direct import attach, idle_endpoint
+from sigmw.benchkit.direct import Host, attach, idle_endpoint
 from sigmw.diameter import wire
 from sigmw.diameter.node import DiameterCore, SendOn
 from sigmw.io.daemon import Daemon
@@ -40,24 +40,6 @@ from sigmw.io.transport import Deferred
 from tests.unit.test_diameter_node import ME, NODE, PEERS, ROUTES, ccr, cea, cer
 
 CLIENT, SERVER = 2, 1  # association ids
-
-
-class _Host:
-    def __init__(self, where: dict[str, tuple[Any, int]]) -> None:
-        self.where = where
-        self.events: list[tuple[str, dict[str, object]]] = []
-
-    def peer_conn(self, peer: str) -> tuple[Any, int] | None:
-        return self.where.get(peer)
-
-    def bind(self, conn: object, peer: str) -> None:
-        pass
-
-    def hold(self, peer: str) -> None:
-        pass
-
-    def emit(self, event: str, /, **fields: object) -> None:
-        self.events.append((event, fields))
 
 
 class World:
@@ -71,7 +53,7 @@ class World:
         self.core = DiameterCore(ME, NODE, PEERS, ROUTES, random.Random(1).random, 1000)
         self.where: dict[str, tuple[Any, int]] = {}
         self.dialers: dict[str, Any] = {"server": self.srv}
-        self.host = _Host(self.where)
+        self.host = Host(self.where)
         svc = DiameterService.__new__(DiameterService)  # no Config: the core is built here
         svc.host, svc.now, svc.core = self.host, lambda: 1.0, self.core
         self.svc = svc
