@@ -6,12 +6,13 @@
  * sends as the Python code would; for anything else they return None before touching
  * any state, and the Python code runs instead:
  *
- *   request: well formed, proxiable, no Destination-Host, no Route-Record, not our own,
- *            a command already counted, a cached route rule with a peer up and under
- *            its pending bound at some priority and the origin at none of the
- *            priorities tried (the choice is RealmTable.choose's: the best such level,
- *            the same weighted rendezvous among its usable peers), and a Session-Id
- *            when the chosen peer has streams;
+ *   request: well formed, proxiable, with a Destination-Realm, not from us, not for us
+ *            (Destination-Host), not looped (Route-Record), a command already counted;
+ *            a Destination-Host naming a peer that can take it (up, under its pending
+ *            bound, not the origin), or else a cached route rule with such a peer at
+ *            some priority and the origin at none of the priorities tried (the choice
+ *            is RealmTable.choose's: the best such level, the same weighted rendezvous
+ *            among its usable peers); and a Session-Id when the chosen peer has streams;
  *   answer:  the header's length right, the hop-by-hop id pending on the peer it came
  *            from, no E bit when redirects are followed, the client still open, a
  *            (command, result) already counted, and a Session-Id when it has streams.
@@ -202,6 +203,7 @@ typedef struct {
     PyObject *latency;  /* core.histogram.Histogram (Relay.latency) */
     PyObject *send;     /* relay.Send */
     PyObject *me;       /* bytes: our Origin-Host, lower-cased */
+    PyObject *by_host;  /* dict: Origin-Host lower-cased -> peer name (Relay._by_host) */
     double tx;          /* request timeout, seconds */
     Py_ssize_t max_pending;
     unsigned long long relayed_requests, relayed_answers;
@@ -215,6 +217,8 @@ static PyObject *s_tiers, *s_counts, *s_bounds, *s_sum, *s_total, *s_relayed, *m
 static PyMemberDef hot_members[] = {
     {"next_hbh", T_UINT, offsetof(RelayHot, next_hbh), 0, "The next hop-by-hop id to use."},
     {"cache", T_OBJECT_EX, offsetof(RelayHot, cache), 0, "The routing table's rule cache."},
+    {"by_host", T_OBJECT, offsetof(RelayHot, by_host), 0,
+     "Peers by Origin-Host, lower-cased (Relay._by_host): Destination-Host routing."},
     {"relayed_requests", T_ULONGLONG, offsetof(RelayHot, relayed_requests), READONLY,
      "Requests relayed here."},
     {"relayed_answers", T_ULONGLONG, offsetof(RelayHot, relayed_answers), READONLY,
@@ -262,6 +266,7 @@ static void hot_dealloc(RelayHot *self)
     Py_XDECREF(self->latency);
     Py_XDECREF(self->send);
     Py_XDECREF(self->me);
+    Py_XDECREF(self->by_host);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -431,6 +436,37 @@ static int level_choice(RelayHot *self, PyObject *level, PyObject *origin, PyObj
     return 1;
 }
 
+/* A Diameter identity (bytes, or None: 0) that is ours, as `value.lower() == me`. */
+static int names_me(RelayHot *self, PyObject *value)
+{
+    return value != Py_None && (!PyBytes_Check(value) || equals_lowered(value, self->me));
+}
+
+/* The peer a Destination-Host names (Relay._by_host), when it is not the origin and is up
+ * and under its pending bound: borrowed from by_host. NULL otherwise (an error only if a
+ * lookup failed). */
+static PyObject *named_peer(RelayHot *self, PyObject *host, PyObject *origin)
+{
+    if (self->by_host == NULL || !PyDict_Check(self->by_host) || !PyBytes_Check(host))
+        return NULL;
+    Py_ssize_t n = PyBytes_GET_SIZE(host);
+    PyObject *lower = PyBytes_FromStringAndSize(NULL, n);
+    if (lower == NULL)
+        return NULL;
+    const unsigned char *from = (const unsigned char *)PyBytes_AS_STRING(host);
+    unsigned char *to = (unsigned char *)PyBytes_AS_STRING(lower);
+    for (Py_ssize_t i = 0; i < n; i++) /* bytes.lower(): ASCII A-Z only */
+        to[i] = from[i] >= 'A' && from[i] <= 'Z' ? from[i] + 32 : from[i];
+    PyObject *name = PyDict_GetItemWithError(self->by_host, lower);
+    Py_DECREF(lower);
+    if (name == NULL || PyObject_RichCompareBool(name, origin, Py_EQ) != 0)
+        return NULL; /* not a peer of ours, or the origin (excluded): the route's turn */
+    Peer *peer = peer_named(self, name);
+    if (peer == NULL || !peer->usable || peer->pending >= self->max_pending)
+        return NULL;
+    return name;
+}
+
 /* RealmTable.choose on a cached rule: the peer (borrowed from the rule), or NULL for the
  * Python way (no level had a usable peer: its NoPeer answer is Python's; or level_choice
  * said so; an error is then set). */
@@ -469,21 +505,31 @@ int sigmw_hot_request(PyObject *hot, PyObject *origin, PyObject *data, double no
     PyObject *orealm = PyTuple_GET_ITEM(meta, 5), *records = PyTuple_GET_ITEM(meta, 6);
     PyObject *command = PyTuple_GET_ITEM(header, 3), *app = PyTuple_GET_ITEM(header, 4);
     const unsigned char *d = (const unsigned char *)PyBytes_AS_STRING(data);
-    if (!(d[4] & FLAG_PROXIABLE) || dhost != Py_None || PyTuple_GET_SIZE(records) ||
-        realm == Py_None || (ohost != Py_None && equals_lowered(ohost, self->me)))
+    /* What Relay._check would refuse (3007, 3005, 5005, 3002) is Python's to answer. */
+    if (!(d[4] & FLAG_PROXIABLE) || realm == Py_None || names_me(self, ohost) ||
+        names_me(self, dhost))
         goto python;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(records); i++)
+        if (names_me(self, PyTuple_GET_ITEM(records, i)))
+            goto python; /* a loop */
     PyObject *count = PyDict_GetItemWithError(self->requests, command);
     if (count == NULL)
         FALL_BACK();
-    rule_key = PyTuple_Pack(3, realm, app, orealm);
-    if (rule_key == NULL)
+    /* Relay._choose: the peer Destination-Host names if it can take it, else the route. */
+    PyObject *lead = dhost == Py_None ? NULL : named_peer(self, dhost, origin);
+    if (lead == NULL && PyErr_Occurred())
         goto error;
-    PyObject *rule = PyDict_GetItemWithError(self->cache, rule_key);
-    if (rule == NULL || rule == Py_None)
-        FALL_BACK();
-    PyObject *lead = choice_of(self, rule, origin, session, d); /* the rule keeps it */
-    if (lead == NULL)
-        FALL_BACK();
+    if (lead == NULL) {
+        rule_key = PyTuple_Pack(3, realm, app, orealm);
+        if (rule_key == NULL)
+            goto error;
+        PyObject *rule = PyDict_GetItemWithError(self->cache, rule_key);
+        if (rule == NULL || rule == Py_None)
+            FALL_BACK();
+        lead = choice_of(self, rule, origin, session, d); /* the rule keeps it */
+        if (lead == NULL)
+            FALL_BACK();
+    }
     if (!PyUnicode_Check(lead))
         goto python;
     Peer *target = peer_named(self, lead);
@@ -538,7 +584,7 @@ int sigmw_hot_request(PyObject *hot, PyObject *origin, PyObject *data, double no
     target->pending++;
     self->relayed_requests++;
     *peer_out = lead, *msg_out = msg, *stream_out = stream;
-    Py_DECREF(rule_key);
+    Py_XDECREF(rule_key); /* none when Destination-Host chose */
     Py_DECREF(meta);
     return 1;
 

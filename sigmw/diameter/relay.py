@@ -163,6 +163,7 @@ class Relay:
                 self._next_hbh,
                 node.redirect is _FOLLOW,
             )
+            self._hot.by_host = self._by_host
 
     @property
     def hot(self) -> Any:

@@ -261,6 +261,31 @@ def test_failover_to_the_next_priority_takes_the_c_path() -> None:
     assert hot._hot.relayed_requests == 2 + 5 and _state(hot) == _state(ref)
 
 
+def test_destination_host_and_route_record_requests_take_the_c_path() -> None:
+    """A session's later requests name their server (Destination-Host) and requests that
+    came through other agents carry Route-Records: both are relayed in C, to the named
+    peer while it can take them and by the route when it cannot; a loop and a request
+    for this node itself are Python's to answer."""
+    hot, ref = _pair(RedirectPolicy.PASS)
+    via = EXTRAS["route_record"]
+    for r in (hot, ref):
+        out = []
+        for i, extra in enumerate([EXTRAS["dest_host"], via, EXTRAS["dest_host"] + via]):
+            data = _request(272, i, b"d;%d" % i, b"hss.example.org", extra, 0xC0)
+            out += [s.peer for s in r.on_request("client", data, 1.0)]
+        r.peer_usable("hss2", False, 1.0)  # the named peer down: the route decides
+        data = _request(272, 9, b"d;9", b"hss.example.org", EXTRAS["dest_host"], 0xC0)
+        out += [s.peer for s in r.on_request("client", data, 1.0)]
+        assert out == ["hss2", "hss1", "hss2", "hss1"]
+    assert hot._hot.relayed_requests == 2 + 4 and _state(hot) == _state(ref)
+    for extra in (EXTRAS["looped"], _avp(293, b"RELAY.example.net")):
+        for r in (hot, ref):
+            data = _request(272, 20, b"x;1", b"hss.example.org", extra, 0xC0)
+            (answer,) = r.on_request("client", data, 1.0)
+            assert answer.peer == "client" and answer.data[4] & 0x20  # answered here
+    assert hot._hot.relayed_requests == 2 + 4 and _state(hot) == _state(ref)
+
+
 def test_records_are_the_c_structs() -> None:
     assert relay._new_pending is _speedups.Pending and relay._new_peer is _speedups.Peer
     peer = _speedups.Peer(b"h", 3, route_record=b"rr")
