@@ -47,7 +47,7 @@ typedef struct {
     PyObject *sctp_type; /* io.endpoint.SctpEndpoint */
     PyObject *tcp_type;  /* io.tcp.TcpEndpoint */
     PyObject *handle;    /* DiameterService.handle(conn, data, now) -> deferred */
-    PyObject *defer;     /* (endpoint, assoc, peer, data, stream): a send that must wait */
+    PyObject *defer;     /* (endpoint, peer, data, stream): a send that must wait */
     PyObject *failed;    /* (exception): report an error, as handle does */
     PyObject *clock;     /* () -> now, for TCP batches */
     PyObject *ppid_out;  /* int 46 */
@@ -77,19 +77,6 @@ static int is_management(Direct *self, const unsigned char *d)
     for (int i = 0; i < self->n_management; i++)
         if (self->management[i] == code)
             return 1;
-    return 0;
-}
-
-/* cell[i] += by, for a traffic cell ([messages, bytes]). */
-static int add_to(PyObject *cell, Py_ssize_t i, Py_ssize_t by)
-{
-    Py_ssize_t was = PyLong_AsSsize_t(PyList_GET_ITEM(cell, i));
-    if (was == -1 && PyErr_Occurred())
-        return -1;
-    PyObject *now = PyLong_FromSsize_t(was + by);
-    if (now == NULL)
-        return -1;
-    PyList_SetItem(cell, i, now); /* steals; the index is in range */
     return 0;
 }
 
@@ -163,7 +150,7 @@ static int sctp_hold(Direct *self, PyObject *ep, PyObject *assoc, PyObject *msg,
         goto done;
     int appended = PyList_Append(burst, entry);
     Py_DECREF(entry);
-    if (appended == 0 && add_to(cell, 0, 1) == 0 && add_to(cell, 1, PyBytes_GET_SIZE(msg)) == 0)
+    if (appended == 0 && sigmw_count_cell(cell, 1, PyBytes_GET_SIZE(msg)) == 0)
         rc = 1;
 done:
     Py_XDECREF(tx);
@@ -233,7 +220,7 @@ done:
 
 /* What perform_now does with one Send: 1 sent or held (or nowhere to go, as there), 2 the
  * send must wait and was deferred, -1 error. */
-static int send_one(Direct *self, PyObject *assoc_in, PyObject *peer, PyObject *msg, long stream)
+static int send_one(Direct *self, PyObject *peer, PyObject *msg, long stream)
 {
     PyObject *target = PyDict_GetItemWithError(self->where, peer);
     if (target == NULL)
@@ -263,8 +250,8 @@ static int send_one(Direct *self, PyObject *assoc_in, PyObject *peer, PyObject *
         goto done;
     }
     Py_CLEAR(res);
-    PyObject *defer_args[] = {self->ep, assoc_in, peer, msg, stream_obj};
-    res = PyObject_Vectorcall(self->defer, defer_args, 5, NULL);
+    PyObject *defer_args[] = {self->ep, peer, msg, stream_obj};
+    res = PyObject_Vectorcall(self->defer, defer_args, 4, NULL);
     if (res != NULL)
         rc = 2;
 done:
@@ -316,7 +303,7 @@ static int relay_one(Direct *self, PyObject *assoc, PyObject *data, PyObject *no
     Py_DECREF(name);
     if (rc <= 0)
         return rc;
-    rc = send_one(self, assoc, peer, msg, stream);
+    rc = send_one(self, peer, msg, stream);
     Py_DECREF(peer);
     Py_DECREF(msg);
     return rc;

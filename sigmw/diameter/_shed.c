@@ -38,10 +38,14 @@
 static PyObject *s_local, *too_busy, *ppid_46, *dir_in, *dir_out;
 
 /* counts[key] is a [messages, bytes] list (io.traffic.Traffic.counts): add to it. */
-static int count_cell(PyObject *cell, Py_ssize_t messages, Py_ssize_t size)
+int sigmw_count_cell(PyObject *cell, Py_ssize_t messages, Py_ssize_t size)
 {
-    PyObject *n = PyLong_FromSsize_t(PyLong_AsSsize_t(PyList_GET_ITEM(cell, 0)) + messages);
-    PyObject *b = PyLong_FromSsize_t(PyLong_AsSsize_t(PyList_GET_ITEM(cell, 1)) + size);
+    Py_ssize_t was_n = PyLong_AsSsize_t(PyList_GET_ITEM(cell, 0));
+    Py_ssize_t was_b = PyLong_AsSsize_t(PyList_GET_ITEM(cell, 1));
+    if ((was_n == -1 || was_b == -1) && PyErr_Occurred())
+        return -1;
+    PyObject *n = PyLong_FromSsize_t(was_n + messages);
+    PyObject *b = PyLong_FromSsize_t(was_b + size);
     if (n == NULL || b == NULL) {
         Py_XDECREF(n);
         Py_XDECREF(b);
@@ -215,7 +219,7 @@ static int shed_finish(ShedCache *c, PyObject *answers)
     for (int t = 0; t < 2; t++) {
         for (int k = 0; k < used[t]; k++) {
             ShedCount *s = &tables[t][k];
-            if (s->messages && rc == 0 && count_cell(s->cell, s->messages, s->bytes) < 0)
+            if (s->messages && rc == 0 && sigmw_count_cell(s->cell, s->messages, s->bytes) < 0)
                 rc = -1;
             Py_DECREF(s->cell);
         }

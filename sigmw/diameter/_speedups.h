@@ -65,7 +65,11 @@ void sigmw_hot_count(PyObject *hot, int in_c);
 int sigmw_direct_init(PyObject *module);
 /* _hotpath.c: zlib.crc32, for session -> stream. */
 uint32_t sigmw_crc32(const unsigned char *p, Py_ssize_t n);
-/* _shed.c: adds ShedSender, shed_sctp and recv_shed to the module; -1 on error. */
+/* _shed.c: add to a traffic cell (a [messages, bytes] list of Traffic.counts); -1 on
+ * error. */
+int sigmw_count_cell(PyObject *cell, Py_ssize_t messages, Py_ssize_t size);
+/* _shed.c: adds ShedSender, shed_sctp, shed_tcp and recv_shed to the module; -1 on
+ * error. */
 int sigmw_shed_init(PyObject *module);
 
 #endif

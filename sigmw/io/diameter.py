@@ -203,8 +203,9 @@ class DiameterService:
             CORK_BYTES,
         )
 
-    def _defer_send(self, ep: Endpoint, assoc: int, peer: str, data: bytes, stream: int) -> None:
-        """A send of the C path that must wait: as `handle` defers one."""
+    def _defer_send(self, ep: Endpoint, peer: str, data: bytes, stream: int) -> None:
+        """A send of the C path that must wait, deferred to `ep`'s reader as `handle`
+        defers one."""
         ep.defer(functools.partial(self.perform, [Send(peer, data, stream)]))
 
     def _failed(self, exc: Exception) -> None:
