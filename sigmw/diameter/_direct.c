@@ -15,7 +15,8 @@
  *   in:   bytes of at least a header, not a management command (CER, DWR, DPR and their
  *         answers), on an open connection whose watchdog is OKAY (DiameterCore.conns'
  *         `fast` slot), taken by RelayHot (sigmw_hot_request / sigmw_hot_answer);
- *   out:  the target's connection known (the daemon's `where`); on an SctpEndpoint, its
+ *   out:  the target's connection (the daemon's `where`; with none the send is skipped,
+ *         as perform_now skips it); on an SctpEndpoint, its
  *         queue empty, the stream under the outbound count, the ancillary data and the
  *         traffic cell already made, a burst already held for the association; on a
  *         TcpEndpoint, the connection open and not pushing back, its flush armed and the
@@ -26,9 +27,9 @@
  * message counts as taken, as DiameterService.handle does. How many messages took each
  * way is counted on the RelayHot (hot_path_in_c, hot_path_to_python: relay events).
  */
-#include <stddef.h>
+#include "_speedups.h" /* first: Python.h */
 
-#include "_speedups.h"
+#include <stddef.h>
 #include <structmember.h>
 
 #define MAX_MANAGEMENT 8
