@@ -4,7 +4,10 @@ flush, C (_speedups.Direct) against the Python chain it replaces, in one run:
 
 A relay core with a client and a server connected (over SCTP and over TCP) takes rounds
 of 64 requests from the client and their 64 answers from the server, the way the
-endpoints hand them over (SCTP: one call a message; TCP: one call a framed batch). What
+endpoints hand them over (SCTP: one call a message; TCP: one call a framed batch).
+`--route` picks how the requests are routed: by realm to the one server (`realm`, the
+default), by realm shared by weight between two servers (`shared`), or by
+Destination-Host naming the server (`host`). What
 it prints is the CPU of the relay's own work per request + answer: no socket is read or
 written (SCTP endpoints sit on a UNIX pair, TCP connections have no transport), held
 sends are dropped between rounds, and the answers are built outside the timing. The
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import random
 import socket
@@ -79,29 +83,34 @@ def attach(ep: Any, assoc: int, streams: int) -> None:
         ep._conns[assoc] = _Connection(ep, assoc)
 
 
-class Relay:
-    """A relay core between one client and one server, fed through one of the two paths."""
+ROUTES = ("realm", "shared", "host")
 
-    def __init__(self, tcp: bool, in_c: bool) -> None:
+
+class Relay:
+    """A relay core between one client and one server (two for a shared route), fed
+    through one of the two paths."""
+
+    def __init__(self, tcp: bool, in_c: bool, route: str = "realm") -> None:
         self.tcp = tcp
         self.socks: list[socket.socket] = []
-        peers = [
-            PeerInfo("client", "gen-1." + CLIENT_REALM, CLIENT_REALM, dials=False),
-            PeerInfo("server", "server.bench", SERVER_REALM, dials=True),
-        ]
-        routes = (DiameterRoute(SERVER_REALM, (RouteTarget("server", 1),)),)
+        names = ["server", "server2"] if route == "shared" else ["server"]
+        peers = [PeerInfo("client", "gen-1." + CLIENT_REALM, CLIENT_REALM, dials=False)]
+        peers += [PeerInfo(n, f"{n}.bench", SERVER_REALM, dials=True) for n in names]
+        routes = (DiameterRoute(SERVER_REALM, tuple(RouteTarget(n, 1) for n in names)),)
         node = DiameterNode("relay.bench", "bench", max_pending=1 << 20)
         self.core = DiameterCore(ME, node, peers, routes, random.Random(1).random)
         self.where: dict[str, tuple[Any, int]] = {}
         svc = DiameterService.__new__(DiameterService)  # no Config: the core is built here
         svc.host, svc.now, svc.core = Host(self.where), time.monotonic, self.core
-        self.client, self.server = self._endpoint(), self._endpoint()
-        self._open_server(1 if tcp else 10)
+        self.client = self._endpoint()
+        self.servers = [self._endpoint() for _ in names]
+        for name, ep in zip(names, self.servers, strict=True):
+            self._open_server(ep, name, 1 if tcp else 10)
         self._open_client(1 if tcp else 10)
         daemon: Any = types.SimpleNamespace(diameter=svc, dialers={})  # what the two need
         daemon._retired = functools.partial(Daemon._retired, daemon)
         self.direct: dict[Any, Callable[..., Any]] = {}
-        for ep in (self.client, self.server):
+        for ep in (self.client, *self.servers):
             fast = svc.direct_in_c(ep, self.where, {}, "") if in_c else None
             if in_c and fast is None:
                 raise SystemExit("sigmw.diameter._speedups is not built (or SIGMW_NO_SPEEDUPS)")
@@ -119,12 +128,13 @@ class Relay:
         attach(ep, assoc, streams)
         self.where[name] = (ep, assoc)
 
-    def _open_server(self, streams: int) -> None:
-        conn = (self.server, SERVER_ASSOC)
-        self._connect(*conn, "server", streams)
-        out = self.core.connected(conn, "server", streams, ["10.0.0.1"], 0.0)
+    def _open_server(self, ep: Any, name: str, streams: int) -> None:
+        conn = (ep, SERVER_ASSOC)
+        self._connect(*conn, name, streams)
+        out = self.core.connected(conn, name, streams, ["10.0.0.1"], 0.0)
         (cer,) = [o.data for o in out if isinstance(o, SendOn)]
-        self.core.received(conn, local.cea(SERVER, wire.parse_header(cer), 2001, []), 0.0)
+        server = dataclasses.replace(SERVER, origin_host=f"{name}.bench".encode())
+        self.core.received(conn, local.cea(server, wire.parse_header(cer), 2001, []), 0.0)
 
     def _open_client(self, streams: int) -> None:
         conn = (self.client, CLIENT_ASSOC)
@@ -164,32 +174,44 @@ def _answer(request: bytes) -> bytes:
     return diameter_message(0, 272, APP, hbh, e2e, avps)
 
 
-async def _per_pair(tcp: bool, in_c: bool, rounds: int) -> float:
+def _with_host(request: bytes) -> bytes:
+    """The request with a Destination-Host naming the server (a session's later ones)."""
+    extra = avp(293, b"server.bench")
+    return request[:1] + (len(request) + len(extra)).to_bytes(3, "big") + request[4:] + extra
+
+
+async def _per_pair(tcp: bool, in_c: bool, rounds: int, route: str = "realm") -> float:
     """Seconds of CPU per relayed request + answer."""
-    relay = Relay(tcp, in_c)
+    relay = Relay(tcp, in_c, route)
     gen = PyGen(("gen-1." + CLIENT_REALM).encode())
+
+    def requests() -> list[bytes]:
+        batch = [gen.request() for _ in range(BATCH)]
+        return [_with_host(r) for r in batch] if route == "host" else batch
+
+    def round_trip() -> float:
+        """One round: 64 requests relayed and their answers; the CPU the relay took."""
+        batch = requests()
+        start = time.process_time()
+        relay.feed(relay.client, CLIENT_ASSOC, batch)
+        spent = time.process_time() - start
+        forwarded = [(ep, relay.take_sent(ep, SERVER_ASSOC)) for ep in relay.servers]
+        relayed = sum(len(sent) for _, sent in forwarded)
+        if relayed != BATCH:
+            raise SystemExit(f"{relayed} of {BATCH} requests relayed")
+        for ep, sent in forwarded:
+            answers = [_answer(r) for r in sent]
+            start = time.process_time()
+            relay.feed(ep, SERVER_ASSOC, answers)
+            spent += time.process_time() - start
+        if len(relay.take_sent(relay.client, CLIENT_ASSOC)) != BATCH:
+            raise SystemExit("answers went missing")
+        gen.outstanding.clear()
+        return spent
+
     try:
-        # One round first: the first of a command, a key or a burst takes the Python way.
-        relay.feed(relay.client, CLIENT_ASSOC, [gen.request() for _ in range(BATCH)])
-        answers = [_answer(r) for r in relay.take_sent(relay.server, SERVER_ASSOC)]
-        relay.feed(relay.server, SERVER_ASSOC, answers)
-        relay.take_sent(relay.client, CLIENT_ASSOC)
-        spent = 0.0
-        for _ in range(rounds):
-            requests = [gen.request() for _ in range(BATCH)]
-            start = time.process_time()
-            relay.feed(relay.client, CLIENT_ASSOC, requests)
-            spent += time.process_time() - start
-            forwarded = relay.take_sent(relay.server, SERVER_ASSOC)
-            if len(forwarded) != BATCH:
-                raise SystemExit(f"{len(forwarded)} of {BATCH} requests relayed")
-            answers = [_answer(r) for r in forwarded]
-            start = time.process_time()
-            relay.feed(relay.server, SERVER_ASSOC, answers)
-            spent += time.process_time() - start
-            if len(relay.take_sent(relay.client, CLIENT_ASSOC)) != BATCH:
-                raise SystemExit("answers went missing")
-            gen.outstanding.clear()
+        round_trip()  # the first of a command, a key or a burst takes the Python way
+        spent = sum(round_trip() for _ in range(rounds))
     finally:
         relay.close()
     return spent / (rounds * BATCH)
@@ -199,13 +221,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2000, help="rounds of 64 pairs per run")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternating")
+    parser.add_argument("--route", choices=ROUTES, default="realm", help="how requests route")
     args = parser.parse_args(argv)
     for tcp in (False, True):
         reference: list[float] = []
         fast: list[float] = []
         for _ in range(args.repeat):
-            reference.append(asyncio.run(_per_pair(tcp, False, args.rounds)))
-            fast.append(asyncio.run(_per_pair(tcp, True, args.rounds)))
+            reference.append(asyncio.run(_per_pair(tcp, False, args.rounds, args.route)))
+            fast.append(asyncio.run(_per_pair(tcp, True, args.rounds, args.route)))
         ref, c = min(reference), min(fast)
         name = "TCP " if tcp else "SCTP"
         print(f"{name} Python chain:     {ref * 1e9:7.0f} ns a request + answer")

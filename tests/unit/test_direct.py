@@ -257,14 +257,16 @@ def test_an_error_in_the_c_path_is_reported_and_the_message_taken() -> None:
     asyncio.run(run())
 
 
+@pytest.mark.parametrize("route", ["realm", "shared", "host"])
 def test_the_microbenchmark_prints_both_paths_for_both_transports(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], route: str
 ) -> None:
     """python -m sigmw.benchkit.direct: the Python chain and Direct side by side, per
-    transport, and the ratio of the two (it checks every round relayed all 64 pairs)."""
+    transport, and the ratio of the two (it checks every round relayed all 64 pairs, to
+    one server, shared between two, or named by Destination-Host)."""
     from sigmw.benchkit import direct
 
-    direct.main(["--rounds", "5", "--repeat", "1"])
+    direct.main(["--rounds", "5", "--repeat", "1", "--route", route])
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(":")[0].split(maxsplit=1) for line in lines] == [
         [transport, what]
