@@ -17,7 +17,6 @@ SCTP suite and the TCP daemon tests run the same code on real sockets.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import functools
 import random
@@ -27,6 +26,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from sigmw.benchkit.micro import best_of_alternating
 from sigmw.benchkit.pygen import PyGen, avp, avp_u32, diameter_message
 from sigmw.benchkit.tools import APP, CLIENT_REALM, SERVER_REALM
 from sigmw.config.diameter import DiameterNode, DiameterRoute, RouteTarget
@@ -224,12 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--route", choices=ROUTES, default="realm", help="how requests route")
     args = parser.parse_args(argv)
     for tcp in (False, True):
-        reference: list[float] = []
-        fast: list[float] = []
-        for _ in range(args.repeat):
-            reference.append(asyncio.run(_per_pair(tcp, False, args.rounds, args.route)))
-            fast.append(asyncio.run(_per_pair(tcp, True, args.rounds, args.route)))
-        ref, c = min(reference), min(fast)
+        run = functools.partial(_per_pair, tcp, rounds=args.rounds, route=args.route)
+        ref, c = best_of_alternating(run, args.repeat)
         name = "TCP " if tcp else "SCTP"
         print(f"{name} Python chain:     {ref * 1e9:7.0f} ns a request + answer")
         print(f"{name} Direct (C):       {c * 1e9:7.0f} ns a request + answer")

@@ -11,11 +11,11 @@ SCTP socket, which _take_all never touches); the SCTP suite covers the real path
 from __future__ import annotations
 
 import argparse
-import asyncio
 import socket
 import struct
 import time
 
+from sigmw.benchkit.micro import best_of_alternating
 from sigmw.io import transport
 from sigmw.io.transport import Read, SctpTransport
 
@@ -58,12 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if transport._take_batch is None:
         raise SystemExit("sigmw.io._mmsg is not built (or SIGMW_NO_SPEEDUPS is set)")
-    reference: list[float] = []
-    fast: list[float] = []
-    for _ in range(args.repeat):
-        reference.append(asyncio.run(_per_read(False, args.rounds)))
-        fast.append(asyncio.run(_per_read(True, args.rounds)))
-    ref, c = min(reference), min(fast)
+    ref, c = best_of_alternating(lambda fast: _per_read(fast, args.rounds), args.repeat)
     print(f"reference (_take, Python): {ref * 1e9:7.0f} ns a read")
     print(f"take_batch (C):            {c * 1e9:7.0f} ns a read")
     print(f"ratio C/reference:         {c / ref:7.2f}")
