@@ -251,7 +251,7 @@ class SctpEndpoint(SctpTransport):
 
     async def shutdown(self, assoc_id: int) -> None:
         """Graceful shutdown (SCTP_EOF) of one association; the others stay up."""
-        self.drain_sender()  # answers shed before the EOF leave before it
+        await self.drain_sender_soon()  # answers shed before the EOF leave before it
         await self.send(b"", assoc_id, flags=SendFlag.EOF)
 
     async def abort(self, assoc_id: int, reason: bytes = b"") -> None:

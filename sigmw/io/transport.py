@@ -185,7 +185,11 @@ class BackgroundSender(Protocol):
 
 SENDER_DRAIN_S = 0.2
 """How long closing, shutting down or peeling off an association waits for the sender
-thread's queue (it blocks the event loop meanwhile; the queue is bounded)."""
+thread's queue (the queue is bounded). Closing and peeling off block the event loop
+meanwhile; a graceful shutdown waits without blocking it (drain_sender_soon)."""
+
+SENDER_POLL_S = 0.005
+"""How often drain_sender_soon looks at the sender thread's queue."""
 
 
 def read_assoc(read: Read) -> int | None:
@@ -709,6 +713,17 @@ class SctpTransport:
         """Let the sender thread's queue go first (bounded: SENDER_DRAIN_S)."""
         if self.sender is not None:
             self.sender.drain(SENDER_DRAIN_S)
+
+    async def drain_sender_soon(self) -> bool:
+        """drain_sender without blocking the event loop: other associations' traffic
+        goes on while the 3004s queued before a shutdown leave. True once none wait."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + SENDER_DRAIN_S
+        while self.sender is not None and not self.sender.drain(0.0):
+            if loop.time() >= until:
+                return False
+            await asyncio.sleep(SENDER_POLL_S)
+        return True
 
     # --- life cycle -----------------------------------------------------------
 

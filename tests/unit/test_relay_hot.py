@@ -23,7 +23,7 @@ from sigmw.diameter import _speedups, relay, wire
 from sigmw.diameter.local import LocalIdentity
 from sigmw.diameter.relay import Relay, Send
 from sigmw.io.endpoint import Association, SctpEndpoint
-from sigmw.io.transport import SctpTransport, send_cmsgs
+from sigmw.io.transport import SENDER_DRAIN_S, SctpTransport, send_cmsgs
 
 ME = LocalIdentity(b"relay.example.net", b"example.net", origin_state_id=1)
 ROUTES = (
@@ -549,6 +549,51 @@ def test_shed_sender_waits_for_room_and_then_sends_the_rest() -> None:
         assert sender.drain(5.0)
         assert sender.counts() == (300, 0, 0)
         sender.stop()
+
+
+def test_a_graceful_shutdown_waits_for_the_3004s_without_blocking_the_loop() -> None:
+    """SctpEndpoint.shutdown lets the 3004s shed before it leave first, but awaits them:
+    the event loop keeps running meanwhile (other associations' traffic goes on). The
+    wait ends once they left, or after SENDER_DRAIN_S when the peer reads nothing."""
+
+    async def drain(ep: SctpEndpoint) -> tuple[bool, int, float]:
+        loop = asyncio.get_running_loop()
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        ticker = asyncio.create_task(tick())
+        began = loop.time()
+        done = await ep.drain_sender_soon()
+        took = loop.time() - began
+        ticker.cancel()
+        return done, ticks, took
+
+    async def main(mine: socket.socket, theirs: socket.socket) -> None:
+        ep = SctpEndpoint(mine)
+        sender = _speedups.ShedSender(mine.fileno(), 1024)
+        ep.attach_sender(sender)
+        want = _shed(sender, [b"waiting;%d" % i for i in range(300)])[0]
+        done, ticks, took = await drain(ep)  # nobody reads: it gives up
+        assert not done and SENDER_DRAIN_S <= took < SENDER_DRAIN_S + 0.5
+        assert ticks >= 20  # a blocking wait would have let the ticker run once
+        assert sender.counts()[2] > 0
+        loop = asyncio.get_running_loop()
+        reader = loop.run_in_executor(None, _receive_all, theirs, len(want))
+        done, ticks, took = await drain(ep)  # the peer reads: they all leave
+        assert done and sender.counts() == (300, 0, 0)
+        assert await reader == want
+        ep.close()
+
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with mine, theirs:
+        mine.setblocking(False)
+        mine.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        asyncio.run(main(mine, theirs))
 
 
 def test_shed_sender_counts_a_gone_peer_as_failed_and_stop_drops_what_waits() -> None:
