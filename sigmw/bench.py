@@ -44,6 +44,7 @@ from sigmw.benchkit.tools import (
     SERVER_PORT,
     SERVER_REALM,
     BenchError,
+    CpuBudget,
     Json,
     Net,
     Run,
@@ -51,6 +52,7 @@ from sigmw.benchkit.tools import (
     bench_net,
     build_tools,
     cpu_ticks,
+    machine_ticks,
     niced,
     start_server,
     status_kb,
@@ -88,30 +90,74 @@ class Ctx:
     net: Net
     tools: dict[str, Path]
     opts: argparse.Namespace
+    server_pid: int | None = None
+    """The answering server, whose CPU each run's budget reports."""
 
 
 # --- one generator run with the relay's CPU and RSS sampled over the measured window -----
 
 
-def run_load(ctx: Ctx, args: Sequence[str], pid: int) -> tuple[Json, float, list[int]]:
-    """Run diam_load to the end: its JSON, pid's CPU seconds and VmRSS (kB) at both markers."""
+@dataclass(frozen=True)
+class _Marker:
+    """What is sampled as the generator marks its measured window's start and end."""
+
+    at: float
+    relay: int
+    server: int | None
+    machine: tuple[int, int]
+    rss_kb: int
+
+    @classmethod
+    def take(cls, pid: int, server: int | None) -> _Marker:
+        server_ticks = cpu_ticks(server) if server is not None and server != pid else None
+        return cls(time.monotonic(), cpu_ticks(pid), server_ticks, machine_ticks(),
+                   status_kb(pid, "VmRSS"))  # fmt: skip
+
+
+def _budget(start: _Marker, end: _Marker, gen: Json) -> CpuBudget | None:
+    """The machine's CPUs between the two markers (None if the window had no length)."""
+    wall = end.at - start.at
+    all_ticks = end.machine[1] - start.machine[1]
+    if wall <= 0 or all_ticks <= 0:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    cpus = os.cpu_count() or 1
+    idle = cpus * (end.machine[0] - start.machine[0]) / all_ticks
+    relay = (end.relay - start.relay) / tick / wall
+    server = None
+    if start.server is not None and end.server is not None:
+        server = (end.server - start.server) / tick / wall
+    duration = float(gen.get("duration_s") or 0.0)
+    generator = float(gen.get("cpu_s", 0.0)) / duration if duration else 0.0
+    return CpuBudget(cpus, round(idle, 3), round(relay, 3), round(generator, 3),
+                     None if server is None else round(server, 3))  # fmt: skip
+
+
+def run_load(
+    ctx: Ctx, args: Sequence[str], pid: int
+) -> tuple[Json, float, list[int], CpuBudget | None]:
+    """Run diam_load to the end: its JSON, pid's CPU seconds and VmRSS (kB) at both markers,
+    and the machine's CPU budget between them."""
     argv = ctx.net.argv(*niced([str(ctx.tools["diam_load"]), *args], ctx.opts.tools_nice))
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stderr is not None
-    ticks, rss, errors = [], [], []
+    marks: list[_Marker] = []
+    errors = []
     for line in proc.stderr:
         if line.strip() in ("MEASURE_START", "MEASURE_END"):
-            ticks.append(cpu_ticks(pid))
-            rss.append(status_kb(pid, "VmRSS"))
+            marks.append(_Marker.take(pid, ctx.server_pid))
         else:
             errors.append(line.rstrip())
     out = proc.stdout.read()
     proc.wait()
     if proc.returncode != 0 or not out.strip():
         raise BenchError(f"diam_load {' '.join(args)} failed: {' | '.join(errors)}")
-    cpu = (ticks[-1] - ticks[0]) / os.sysconf("SC_CLK_TCK") if len(ticks) == 2 else 0.0
     result: Json = json.loads(out.strip().splitlines()[-1])
-    return result, cpu, rss
+    if len(marks) != 2:
+        return result, 0.0, [m.rss_kb for m in marks], None
+    start, end = marks
+    cpu = (end.relay - start.relay) / os.sysconf("SC_CLK_TCK")
+    return result, cpu, [start.rss_kb, end.rss_kb], _budget(start, end, result)
 
 
 def load_args(ctx: Ctx, port: int, mode: list[str], **override: float) -> list[str]:
@@ -124,11 +170,12 @@ def load_args(ctx: Ctx, port: int, mode: list[str], **override: float) -> list[s
 
 
 def measure(ctx: Ctx, port: int, pid: int, name: str, kind: str, mode: list[str]) -> Run:
-    gen, cpu, rss = run_load(ctx, load_args(ctx, port, mode), pid)
+    gen, cpu, rss, budget = run_load(ctx, load_args(ctx, port, mode), pid)
     window_answers = gen["throughput"] * gen["duration_s"]
     per_answer = cpu * 1e6 / window_answers if window_answers else None
     start_end = (rss[0], rss[-1]) if len(rss) == 2 else None
-    return Run(name, kind, gen, per_answer, start_end, status_kb(pid, "VmHWM") or None)
+    hwm = status_kb(pid, "VmHWM") or None
+    return Run(name, kind, gen, per_answer, start_end, hwm, budget=budget)
 
 
 def wait_relay_ready(ctx: Ctx, port: int, pid: int, timeout: float = 30.0) -> float:
@@ -331,8 +378,8 @@ def run_bench(opts: argparse.Namespace) -> tuple[Results, dict[str, str], str]:
     tools = build_tools(opts.cache)
     results: Results = {}
     with bench_net() as net:
-        ctx = Ctx(net, tools, opts)
         server = start_server(net, tools["diam_server"], opts.transport == "sctp", opts.tools_nice)
+        ctx = Ctx(net, tools, opts, server.pid)
         try:
             if not opts.no_direct:
                 results["direct"] = []

@@ -28,6 +28,25 @@ class BenchError(RuntimeError):
     """A bench step failed; the message says which and why."""
 
 
+@dataclass(frozen=True)
+class CpuBudget:
+    """Where the machine's CPUs went over a measured window, in CPUs (CPU seconds a
+    second). Where the tools share the relay's CPUs (the SCTP VM has two), a run with
+    no idle CPU measured the machine as much as the relay: the excess of an overload
+    costs the generator and the kernel as well, and the relay gets what is left."""
+
+    cpus: int
+    """How many the machine has."""
+    idle: float
+    """Left idle (iowait included)."""
+    relay: float
+    """The process under test, all its threads."""
+    generator: float
+    """The load generator (its own figure over the window)."""
+    server: float | None = None
+    """The answering server (None where it is the process under test)."""
+
+
 @dataclass
 class Run:
     """One scenario's outcome."""
@@ -45,6 +64,8 @@ class Run:
     """The relay's VmHWM (peak RSS since it started) at the end of the window."""
     recover_s: float | None = None
     """Overload only: seconds after the run until a probe got 2001 again (None: never)."""
+    budget: CpuBudget | None = None
+    """The machine's CPUs over the measured window (None: not sampled)."""
 
 
 def build_tools(cache: Path, sources: Path = SOURCES) -> dict[str, Path]:
@@ -102,6 +123,13 @@ def cpu_ticks(pid: int) -> int:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[11]) + int(fields[12])
+
+
+def machine_ticks(stat: Path = Path("/proc/stat")) -> tuple[int, int]:
+    """(idle, all) clock ticks of every CPU together so far: the first line of /proc/stat,
+    idle counting iowait; all is its first eight fields (guest time is inside user)."""
+    ticks = [int(v) for v in stat.read_text().splitlines()[0].split()[1:9]]
+    return ticks[3] + ticks[4], sum(ticks)
 
 
 def status_kb(pid: int, key: str) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -16,9 +17,16 @@ from typing import Any
 
 import pytest
 
+from sigmw import bench
 from sigmw.benchkit.pygen import avp, avp_u32, diameter_message, result_code
-from sigmw.benchkit.report import overload_rounds, overload_targets, render_overload
-from sigmw.benchkit.tools import SOURCES, Run, build_tools, niced
+from sigmw.benchkit.report import (
+    budget_cell,
+    overload_rounds,
+    overload_targets,
+    render_overload,
+    render_table,
+)
+from sigmw.benchkit.tools import SOURCES, CpuBudget, Net, Run, build_tools, machine_ticks, niced
 
 FIELDS = {
     "sent", "answered", "timeouts", "mismatches", "duplicates", "result_codes", "throughput",
@@ -264,3 +272,71 @@ def test_tools_run_at_the_niceness_asked_with_their_own_pid(tools: dict[str, Pat
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+def _spinner() -> subprocess.Popen[bytes]:
+    """A process that burns one CPU until terminated."""
+    return subprocess.Popen(["python3", "-c", "while True: pass"])
+
+
+def test_each_run_reports_where_the_machines_cpus_went(tools: dict[str, Path]) -> None:
+    """The budget of a real run: the generator and server over loopback, and a process
+    burning a CPU standing as the relay (it is the process the CPU is sampled from) and
+    then as the server. The figures add up to the machine's CPUs, and the busy one
+    shows as about one CPU in either place."""
+    argv = [str(tools["diam_server"]), "--listen", "127.0.0.1", "--port", "0", "--apps", "4"]
+    server = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    spinner = _spinner()
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().split()[1])
+        opts = bench.build_parser().parse_args(["--duration", "1", "--warmup", "0.3"])
+        ctx = bench.Ctx(Net(None, "127.0.0.1"), tools, opts, server.pid)
+        run = bench.measure(ctx, port, spinner.pid, "closed8", "closed", ["--closed", "8"])
+        b = run.budget
+        assert b is not None and b.cpus == os.cpu_count()
+        assert 0.8 <= b.relay <= 1.05  # the spinner
+        assert b.server is not None and b.server > 0.02 and b.generator > 0.02
+        total = b.relay + b.server + b.generator + b.idle
+        assert total <= b.cpus + 0.1
+        # As the server it is, with the generator's real server the process "under test".
+        ctx = bench.Ctx(Net(None, "127.0.0.1"), tools, opts, spinner.pid)
+        run = bench.measure(ctx, port, server.pid, "closed8", "closed", ["--closed", "8"])
+        assert run.budget is not None and run.budget.server is not None
+        assert 0.8 <= run.budget.server <= 1.05
+        assert budget_cell(run.budget).count("/") == 2
+        # The server as both: it is not counted twice.
+        ctx = bench.Ctx(Net(None, "127.0.0.1"), tools, opts, server.pid)
+        run = bench.measure(ctx, port, server.pid, "closed8", "closed", ["--closed", "8"])
+        assert run.budget is not None and run.budget.server is None
+    finally:
+        for proc in (spinner, server):
+            proc.terminate()
+            proc.wait(5)
+
+
+def test_machine_ticks_read_idle_with_iowait_and_leave_guest_time_out(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 5 50 800 20 3 7 15 40 2\ncpu0 50 2 25 400 10 1 3 7 20 1\n")
+    assert machine_ticks(stat) == (820, 1000)
+    idle, total = machine_ticks()
+    assert 0 <= idle <= total
+
+
+def test_the_report_shows_the_budget_and_how_idle_the_overloaded_machine_was() -> None:
+    full = CpuBudget(cpus=2, idle=0.02, relay=1.13, generator=0.58, server=0.16)
+    assert budget_cell(full) == "1.13/0.74/0.02"
+    assert budget_cell(CpuBudget(2, 0.5, 1.0, 0.5)) == "1.00/0.50/0.50"
+    assert budget_cell(None) == "-"
+    good = _overload_run({"2001": 4500, "3004": 5500}, 0, (40_000, 41_000))  # 900/s
+    roomy = dataclasses.replace(good, budget=CpuBudget(2, 0.31, 1.0, 0.4, 0.2))
+    runs = [_max(1000), dataclasses.replace(good, budget=full), _max(1000), roomy, _max(1000)]
+    [target] = [t for t in overload_targets(runs, slow=1.0) if t.name.startswith("overload good")]
+    assert target.value == "0.90 of [0.90, 0.90], machine idle at most 0.31 of 2 CPUs"
+    # One round not sampled: no claim about the machine.
+    [target] = [t for t in overload_targets([*runs, good, _max(1000)], 1.0) if "goodput" in t.name]
+    assert target.value == "0.90 of [0.90, 0.90, 0.90]"
+    assert "1.13/0.74/0.02" in render_overload({"sigmw": runs}).splitlines()[2]
+    shown = dataclasses.replace(roomy, gen={**roomy.gen, "throughput": 1800.0})
+    assert render_table("t", [shown], "relay us").splitlines()[2].endswith("1.00/0.60/0.31")
