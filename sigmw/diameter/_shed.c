@@ -18,17 +18,14 @@
  * the read's tuple and handing it around was most of what was left (docs/benchmark.md).
  */
 #include "_speedups.h" /* first: Python.h sets _GNU_SOURCE, which recvmmsg needs */
+#include "../io/_recvbatch.h"
 
 #include <errno.h>
 #include <string.h>
 
 #define MSG_EOR_FLAG 0x80            /* Linux MSG_EOR */
 #define MSG_NOTIFICATION_FLAG 0x8000 /* Linux SCTP MSG_NOTIFICATION */
-#define RCVINFO_LEN 28               /* struct sctp_rcvinfo */
-#define SCTP_RCVINFO_CMSG 3          /* its cmsg_type */
-#ifndef IPPROTO_SCTP
-#define IPPROTO_SCTP 132
-#endif
+#define RCVINFO_LEN RECVBATCH_RCVINFO_LEN
 #ifndef SO_MEMINFO
 #define SO_MEMINFO 55
 #endif
@@ -144,7 +141,7 @@ static ShedCount *shed_in(ShedCache *c, PyObject *counts, long assoc, long ppid,
 
 /* The ancillary data `anc` ([(level, type, bytes), ...], as socket.sendmsg takes it) laid
  * out in `ctl` as sendmsg(2) takes it; its length, or -1 if it is not that or too long.
- * (sigmw/io/_mmsg.c lays out its sends the same way; the two modules are built apart, and
+ * (sigmw/io/_mmsg.c lays out its sends the same way, raising on what this one declines;
  * this one does it once a call, into the queued 3004s.) */
 static int control_of(PyObject *anc, ShedControl *ctl)
 {
@@ -490,76 +487,9 @@ static PyObject *shed_tcp(PyObject *self, PyObject *args)
 
 /* --- recv_shed ----------------------------------------------------------------------- */
 
-#define MAX_BATCH 64
-#define MAX_SLOT (1 << 20)
-
-/* The batch buffers: static, as the GIL is held throughout (the socket is non-blocking,
- * so the call never waits) and a batch is done with before the next call. They and the
- * tuples made of them have the shape of sigmw/io/_mmsg.c's recv_batch; the two are
- * separate extension modules, and the io one must not depend on the Diameter one. */
-static unsigned char *slots;
-static Py_ssize_t slot_size;
-static struct mmsghdr headers[MAX_BATCH];
-static struct iovec iovs[MAX_BATCH];
-static struct sockaddr_storage names[MAX_BATCH];
-static union {
-    struct cmsghdr align;
-    char bytes[CMSG_SPACE(RCVINFO_LEN) + CMSG_SPACE(64)];
-} controls[MAX_BATCH];
-
-static int recv_into_slots(int fd, int want, Py_ssize_t size)
-{
-    if (slots == NULL || slot_size != size) {
-        unsigned char *grown = realloc(slots, (size_t)size * MAX_BATCH);
-        if (grown == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        slots = grown, slot_size = size;
-    }
-    for (int i = 0; i < want; i++) {
-        iovs[i] = (struct iovec){slots + (Py_ssize_t)i * size, (size_t)size};
-        headers[i].msg_hdr = (struct msghdr){.msg_name = &names[i],
-                                             .msg_namelen = sizeof names[i],
-                                             .msg_iov = &iovs[i],
-                                             .msg_iovlen = 1,
-                                             .msg_control = controls[i].bytes,
-                                             .msg_controllen = sizeof controls[i].bytes};
-    }
-    int got = recvmmsg(fd, headers, (unsigned int)want, MSG_DONTWAIT, NULL);
-    if (got >= 0)
-        return got;
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-        return 0;
-    PyErr_SetFromErrno(PyExc_OSError);
-    return -1;
-}
-
-/* Read i's struct sctp_rcvinfo, NULL if it came without one. */
-static const unsigned char *rcvinfo_at(int i)
-{
-    struct msghdr *msg = &headers[i].msg_hdr;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c != NULL; c = CMSG_NXTHDR(msg, c))
-        if (c->cmsg_level == IPPROTO_SCTP && c->cmsg_type == SCTP_RCVINFO_CMSG &&
-            c->cmsg_len >= CMSG_LEN(RCVINFO_LEN))
-            return CMSG_DATA(c);
-    return NULL;
-}
-
-/* Read i as SctpTransport takes it: (data, msg_flags, raw SCTP_RCVINFO or None, raw
- * source sockaddr), the shape of sigmw.io._mmsg.recv_batch's. */
-static PyObject *read_tuple(int i)
-{
-    struct msghdr *msg = &headers[i].msg_hdr;
-    const unsigned char *rcv = rcvinfo_at(i);
-    PyObject *info = rcv ? PyBytes_FromStringAndSize((const char *)rcv, RCVINFO_LEN)
-                         : Py_NewRef(Py_None);
-    if (info == NULL)
-        return NULL;
-    return Py_BuildValue("(y#iNy#)", (const char *)slots + (Py_ssize_t)i * slot_size,
-                         (Py_ssize_t)headers[i].msg_len, msg->msg_flags, info,
-                         (const char *)&names[i], (Py_ssize_t)msg->msg_namelen);
-}
+/* The batch: static (_recvbatch.h), as the GIL is held throughout and a batch is done
+ * with before the next call. sigmw.io._mmsg's recv_batch reads the same way. */
+static RecvBatch batch;
 
 /*
  * SctpTransport._room for a full batch of `got` reads: how many to handle as usual,
@@ -576,7 +506,7 @@ static int room_of(int fd, int got, Py_ssize_t queued, Py_ssize_t backlog, doubl
         return got;
     Py_ssize_t truesize = (Py_ssize_t)got * overhead;
     for (int i = 0; i < got; i++)
-        truesize += (Py_ssize_t)headers[i].msg_len;
+        truesize += recvbatch_len(&batch, i);
     if (truesize <= 0)
         return got;
     Py_ssize_t unread = meminfo[0], rcvbuf = meminfo[1];
@@ -612,9 +542,10 @@ static PyObject *recv_shed(PyObject *self, PyObject *args)
                           &PyDict_Type, &run.counts, &ShedSenderType, &sender, &PyDict_Type,
                           &run.answers, &tail))
         return NULL;
-    if (want < 1 || want > MAX_BATCH || size < 1 || size > MAX_SLOT || overhead < 0) {
-        PyErr_Format(PyExc_ValueError, "recv_shed: 1..%d messages of 1..%d bytes", MAX_BATCH,
-                     MAX_SLOT);
+    if (want < 1 || want > RECVBATCH_MAX || size < 1 || size > RECVBATCH_MAX_SLOT ||
+        overhead < 0) {
+        PyErr_Format(PyExc_ValueError, "recv_shed: 1..%d messages of 1..%d bytes",
+                     RECVBATCH_MAX, RECVBATCH_MAX_SLOT);
         return NULL;
     }
     if (known != Py_None && !PyDict_Check(known)) {
@@ -625,7 +556,7 @@ static PyObject *recv_shed(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "recv_shed: learn is callable");
         return NULL;
     }
-    int got = recv_into_slots(fd, want, size);
+    int got = recvbatch_read(&batch, fd, want, size);
     if (got < 0)
         return NULL;
     int keep = got == want ? room_of(fd, got, queued, backlog, share, overhead) : got;
@@ -639,9 +570,8 @@ static PyObject *recv_shed(PyObject *self, PyObject *args)
         if (shed_open(&run, got - keep) == 0) {
             int rc = 1;
             while (stop < got && rc == 1) {
-                const unsigned char *d = slots + (Py_ssize_t)stop * slot_size;
-                rc = shed_one(&run, d, (Py_ssize_t)headers[stop].msg_len,
-                              headers[stop].msg_hdr.msg_flags, rcvinfo_at(stop));
+                rc = shed_one(&run, recvbatch_data(&batch, stop), recvbatch_len(&batch, stop),
+                              recvbatch_flags(&batch, stop), recvbatch_rcvinfo(&batch, stop));
                 stop += rc == 1;
             }
             /* A failed lookup leaves that read and the rest to the Python path, which
@@ -658,7 +588,7 @@ static PyObject *recv_shed(PyObject *self, PyObject *args)
     for (int i = 0, k = 0; i < got; i++) {
         if (i >= keep && i < stop)
             continue;
-        PyObject *item = read_tuple(i);
+        PyObject *item = recvbatch_tuple(&batch, i);
         if (item == NULL) {
             Py_DECREF(reads);
             return NULL;
