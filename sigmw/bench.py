@@ -57,6 +57,8 @@ from sigmw.benchkit.tools import (
     start_server,
     status_kb,
     stop,
+    thread_clocks,
+    thread_times,
 )
 
 Results = dict[str, list[Run]]
@@ -106,12 +108,13 @@ class _Marker:
     server: int | None
     machine: tuple[int, int]
     rss_kb: int
+    threads: dict[int, tuple[str, int, int]]
 
     @classmethod
     def take(cls, pid: int, server: int | None) -> _Marker:
         server_ticks = cpu_ticks(server) if server is not None and server != pid else None
         return cls(time.monotonic(), cpu_ticks(pid), server_ticks, machine_ticks(),
-                   status_kb(pid, "VmRSS"))  # fmt: skip
+                   status_kb(pid, "VmRSS"), thread_clocks(pid))  # fmt: skip
 
 
 def _budget(start: _Marker, end: _Marker, gen: Json) -> CpuBudget | None:
@@ -129,8 +132,9 @@ def _budget(start: _Marker, end: _Marker, gen: Json) -> CpuBudget | None:
         server = (end.server - start.server) / tick / wall
     duration = float(gen.get("duration_s") or 0.0)
     generator = float(gen.get("cpu_s", 0.0)) / duration if duration else 0.0
+    threads = thread_times(start.threads, end.threads, wall)
     return CpuBudget(cpus, round(idle, 3), round(relay, 3), round(generator, 3),
-                     None if server is None else round(server, 3))  # fmt: skip
+                     None if server is None else round(server, 3), threads)  # fmt: skip
 
 
 def run_load(

@@ -47,6 +47,15 @@ def budget_cell(budget: CpuBudget | None) -> str:
     return f"{budget.relay:.2f}/{tools:.2f}/{budget.idle:.2f}"
 
 
+def busiest_thread_cell(budget: CpuBudget | None) -> str:
+    """The relay's busiest thread over the window as "ran/waited" (CPUs): 0.90/0.08 is a
+    thread that would have run 0.98 of the time had it had the CPU."""
+    if budget is None or not budget.threads:
+        return "-"
+    top = budget.threads[0]
+    return f"{top.ran:.2f}/{top.waited:.2f}"
+
+
 def render_table(title: str, runs: Sequence[Run], cpu_label: str) -> str:
     head = ("scenario", "rate", "answers/s", "2001/s", "p50 ms", "p99 ms", "p99.9 ms",
             cpu_label, "gen us/req", "non-2001 answers", "timeouts", "mismatch",
@@ -124,7 +133,8 @@ def median_ratio(rounds: Sequence[OverloadRound]) -> float:
 def render_overload(results: dict[str, list[Run]]) -> str:
     head = ("relay", "offered/s", "max before/s", "max after/s", "2001/s", "2001/max",
             "2001 p99 ms", "3004 n", "3004 p50 ms", "3004 p99 ms", "other non-2001", "timeouts",
-            "RSS start>end MiB", "peak MiB", "recover s", BUDGET_HEAD)  # fmt: skip
+            "RSS start>end MiB", "peak MiB", "recover s", BUDGET_HEAD,
+            "busiest thread ran/waited")  # fmt: skip
     rows: list[tuple[str, ...]] = [head]
     summary: list[str] = []
     for name, runs in results.items():
@@ -141,7 +151,8 @@ def render_overload(results: dict[str, list[Run]]) -> str:
                          _fmt(latency_ms(g, "p99", "3004"), 1),
                          non_ok_codes({"result_codes": other}), str(g["timeouts"]), rss,
                          _fmt(run.hwm_kb / MIB if run.hwm_kb else None, 0),
-                         _recover(run), budget_cell(run.budget)))  # fmt: skip
+                         _recover(run), budget_cell(run.budget),
+                         busiest_thread_cell(run.budget)))  # fmt: skip
         if rounds:
             pass1 = _fmt(_throughput(best_closed(runs)), 0)
             summary.append(f"  {name}: median 2001/max {median_ratio(rounds):.2f} over "
@@ -153,7 +164,8 @@ def render_overload(results: dict[str, list[Run]]) -> str:
             "2001/max: goodput over their mean; timeouts: no answer within the generator's "
             "--timeout after the window; recover s: until a probe got 2001 again; CPUs: "
             "what the relay, the generator with the server, and nothing used of the "
-            "machine's CPUs over the window)")  # fmt: skip
+            "machine's CPUs over the window; busiest thread: the relay's, the CPU it ran "
+            "and the CPU it waited for)")  # fmt: skip
     return "\n".join([title, *_table(rows), *summary, note])
 
 

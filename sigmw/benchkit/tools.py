@@ -29,6 +29,16 @@ class BenchError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class ThreadTime:
+    """One thread of the process under test over a measured window, in CPUs: the time it
+    ran, and the time it was runnable but waited for a CPU (from its schedstat)."""
+
+    name: str
+    ran: float
+    waited: float
+
+
+@dataclass(frozen=True)
 class CpuBudget:
     """Where the machine's CPUs went over a measured window, in CPUs (CPU seconds a
     second). Where the tools share the relay's CPUs (the SCTP VM has two), a run with
@@ -45,6 +55,12 @@ class CpuBudget:
     """The load generator (its own figure over the window)."""
     server: float | None = None
     """The answering server (None where it is the process under test)."""
+    threads: tuple[ThreadTime, ...] = ()
+    """The relay's threads that ran at least THREAD_SHOWN of a CPU, busiest first: a
+    relay whose one thread waits for a CPU is short of the machine, not of speed."""
+
+
+THREAD_SHOWN = 0.01
 
 
 @dataclass
@@ -130,6 +146,35 @@ def machine_ticks(stat: Path = Path("/proc/stat")) -> tuple[int, int]:
     idle counting iowait; all is its first eight fields (guest time is inside user)."""
     ticks = [int(v) for v in stat.read_text().splitlines()[0].split()[1:9]]
     return ticks[3] + ticks[4], sum(ticks)
+
+
+def thread_clocks(pid: int) -> dict[int, tuple[str, int, int]]:
+    """Each thread of `pid`: (name, ns it ran, ns it waited for a CPU) so far, from
+    /proc/<pid>/task/*/schedstat; {} where the kernel keeps no schedstat."""
+    out: dict[int, tuple[str, int, int]] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            ran, waited = (int(v) for v in (task / "schedstat").read_text().split()[:2])
+            name = (task / "comm").read_text().strip()
+        except (OSError, ValueError):
+            continue  # the thread ended meanwhile, or no schedstat
+        out[int(task.name)] = (name, ran, waited)
+    return out
+
+
+def thread_times(
+    start: dict[int, tuple[str, int, int]], end: dict[int, tuple[str, int, int]], wall: float
+) -> tuple[ThreadTime, ...]:
+    """The threads alive at both samples, over `wall` seconds, busiest first (those that
+    ran THREAD_SHOWN of a CPU or more)."""
+    times = []
+    for tid, (name, ran, waited) in end.items():
+        if tid in start and wall > 0:
+            was = start[tid]
+            times.append(ThreadTime(name, round((ran - was[1]) / 1e9 / wall, 3),
+                                    round((waited - was[2]) / 1e9 / wall, 3)))  # fmt: skip
+    kept = [t for t in times if t.ran >= THREAD_SHOWN]
+    return tuple(sorted(kept, key=lambda t: -t.ran))
 
 
 def status_kb(pid: int, key: str) -> int:
