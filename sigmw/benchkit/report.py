@@ -284,9 +284,9 @@ def overload_targets(sigmw: Sequence[Run], slow: float) -> list[Target]:
 
 
 def _least_idle(rounds: Sequence[OverloadRound]) -> str:
-    """ ", machine idle at most 0.04 of 2 CPUs": how full the machine was in the rounds
-    (nothing if not sampled). Near zero, the goodput measured the machine's CPUs as
-    much as the relay (CpuBudget)."""
+    """How full the machine was in the rounds, as ", machine idle at most 0.04 of 2 CPUs"
+    (nothing if a round was not sampled). Near zero, the goodput measured the machine's
+    CPUs as much as the relay (CpuBudget)."""
     budgets = [r.run.budget for r in rounds if r.run.budget is not None]
     if not budgets or len(budgets) != len(rounds):
         return ""
