@@ -214,7 +214,7 @@ def closed_scenarios(ctx: Ctx, port: int, pid: int, runs: list[Run], relay: bool
 
 
 def open_scenarios(ctx: Ctx, pid: int, fixed: int, runs: list[Run]) -> None:
-    """Fixed rate, 25% of max, the Python check (TCP), then overload at 2x max (it goes last:
+    """Fixed rate, 25% of max, the Python check, then overload at 2x max (it goes last:
     it may leave the relay struggling)."""
     best = rep.best_closed(runs)
     top = best.gen["throughput"] if best else 0.0
@@ -222,9 +222,8 @@ def open_scenarios(ctx: Ctx, pid: int, fixed: int, runs: list[Run]) -> None:
     for name, kind, rate in plan:
         wait_relay_ready(ctx, RELAY_PORT, pid, timeout=60)
         runs.append(measure(ctx, RELAY_PORT, pid, name, kind, ["--rate", str(rate)]))
-    if ctx.opts.transport == "tcp":
-        wait_relay_ready(ctx, RELAY_PORT, pid, timeout=60)
-        runs.append(run_pygen(ctx.net, RELAY_PORT, pid, ctx.opts))
+    wait_relay_ready(ctx, RELAY_PORT, pid, timeout=60)
+    runs.append(run_pygen(ctx.net, RELAY_PORT, pid, ctx.opts))
     # The max again, in this relay process right before each overload run and after the
     # last: the VM's speed drifts by up to 2x within a boot, so a max from pass 1, minutes
     # earlier, would set the offered rate and the goodput's yardstick from another
@@ -250,6 +249,7 @@ def open_scenarios(ctx: Ctx, pid: int, fixed: int, runs: list[Run]) -> None:
 
 def run_pygen(net: Net, port: int, pid: int, opts: argparse.Namespace) -> Run:
     args = [net.address, str(port), "64", str(opts.duration), str(opts.warmup)]
+    args += ["--sctp"] if opts.transport == "sctp" else []
     argv = net.argv(sys.executable, "-m", "sigmw.benchkit.pygen", *args)
     before = cpu_ticks(pid)
     done = subprocess.run(argv, capture_output=True, text=True, check=False)
@@ -388,8 +388,7 @@ def run_bench(opts: argparse.Namespace) -> tuple[Results, dict[str, str], str]:
             if not opts.no_direct:
                 results["direct"] = []
                 closed_scenarios(ctx, SERVER_PORT, server.pid, results["direct"], relay=False)
-                if opts.transport == "tcp":
-                    results["direct"].append(run_pygen(net, SERVER_PORT, server.pid, opts))
+                results["direct"].append(run_pygen(net, SERVER_PORT, server.pid, opts))
             relays = [n for n in opts.relays.split(",") if n]
             failures, note = run_relays(ctx, relays, results)
         finally:

@@ -1,10 +1,12 @@
-"""The independent check: a plain Python asyncio Diameter generator (closed loop, TCP).
+"""The independent check: a plain Python Diameter generator (closed loop, TCP or SCTP).
 
-    python -m sigmw.benchkit.pygen ADDRESS PORT INFLIGHT DURATION WARMUP
+    python -m sigmw.benchkit.pygen ADDRESS PORT INFLIGHT DURATION WARMUP [--sctp]
 
 Much slower than diam_load, but written apart from it: when both agree on a relay's
 throughput (as far as this one can push it), the C generator's figures are of the
-right magnitude. Prints one JSON line.
+right magnitude. TCP runs on asyncio; SCTP on one blocking one-to-one socket, a
+message a system call each way (PPID 46, CER on stream 0, requests on stream 1),
+with nothing but the standard library. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import struct
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -121,6 +125,10 @@ async def pygen(address: str, port: int, inflight: int, duration: float, warmup:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(writer.drain(), 1)
     writer.close()
+    return _summary(gen, inflight, duration, total)
+
+
+def _summary(gen: PyGen, inflight: int, duration: float, total: int) -> Json:
     return {
         "tool": "pygen",
         "inflight": inflight,
@@ -134,9 +142,60 @@ async def pygen(address: str, port: int, inflight: int, duration: float, warmup:
     }
 
 
+# Linux SCTP, from <netinet/sctp.h> (the socket module does not export them).
+_SOL_SCTP, _SCTP_SNDINFO = 132, 2
+_SNDINFO = struct.Struct("=HHIII")  # sid, flags, ppid (network order), context, assoc id
+_DIAMETER_PPID = 46
+
+
+def _sctp_send(sock: socket.socket, msg: bytes, stream: int) -> None:
+    """One Diameter message, one SCTP message: PPID 46 on `stream`."""
+    info = _SNDINFO.pack(stream, 0, socket.htonl(_DIAMETER_PPID), 0, 0)
+    sock.sendmsg([msg], [(_SOL_SCTP, _SCTP_SNDINFO, info)])
+
+
+def _sctp_recv(sock: socket.socket) -> bytes:
+    """The next whole message (a one-to-one socket returns one message a call)."""
+    parts = []
+    while True:
+        data, _, flags, _ = sock.recvmsg(65536)
+        if not data:
+            raise BenchError("the relay closed the association")
+        parts.append(data)
+        if flags & socket.MSG_EOR:
+            return b"".join(parts)
+
+
+def pygen_sctp(address: str, port: int, inflight: int, duration: float, warmup: float) -> Json:
+    """pygen's closed loop over one SCTP association."""
+    gen = PyGen(f"gen-1.{CLIENT_REALM}".encode())
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_SCTP) as sock:
+        sock.settimeout(5)
+        sock.connect((address, port))
+        _sctp_send(sock, gen.cer(), 0)
+        cea = _sctp_recv(sock)
+        if result_code(cea) != 2001:
+            raise BenchError(f"CER refused ({result_code(cea)})")
+        for _ in range(inflight):
+            _sctp_send(sock, gen.request(), 1)
+        start = time.monotonic() + warmup
+        end, total = start + duration, 0
+        while (now := time.monotonic()) < end:
+            reply = gen.on_message(_sctp_recv(sock), now >= start)
+            total += 1
+            if reply:
+                _sctp_send(sock, reply, 1 if reply[4] & _FLAG_R else 0)  # answers on 0
+        dpr = diameter_message(_FLAG_R, 282, 0, 0, 0, gen.ident_avps() + avp_u32(273, 0))
+        with contextlib.suppress(OSError):
+            _sctp_send(sock, dpr, 0)
+    return _summary(gen, inflight, duration, total)
+
+
 def main(args: Sequence[str]) -> int:
-    address, port, inflight, duration, warmup = args
-    result = asyncio.run(pygen(address, int(port), int(inflight), float(duration), float(warmup)))
+    address, port, inflight, duration, warmup, *flags = args
+    values = (address, int(port), int(inflight), float(duration), float(warmup))
+    sctp = flags == ["--sctp"]
+    result = pygen_sctp(*values) if sctp else asyncio.run(pygen(*values))
     print(json.dumps(result))
     return 0
 
