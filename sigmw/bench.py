@@ -11,7 +11,7 @@ fresh relay process each):
    the relay's max;
 2. open loop: latency at a fixed rate (2000 req/s, capped at a share of the
    slower relay's max where that is lower, as in the VM) and at 25% of the
-   relay's own max; the Python generator (TCP); then OVERLOAD_ROUNDS rounds of
+   relay's own max; the Python generator; then OVERLOAD_ROUNDS rounds of
    the max again (closed loop) and overload at 2x that max (the generator waking
    every OVERLOAD_TICK_US), and the max once more: each round reports goodput
    against the mean of the maxima around it, 3004 answers and their latency,
