@@ -188,9 +188,6 @@ SENDER_DRAIN_S = 0.2
 thread's queue (the queue is bounded). Closing and peeling off block the event loop
 meanwhile; a graceful shutdown waits without blocking it (drain_sender_soon)."""
 
-SENDER_POLL_S = 0.005
-"""How often drain_sender_soon looks at the sender thread's queue."""
-
 
 def read_assoc(read: Read) -> int | None:
     """The association a read came on (None without SCTP_RCVINFO)."""
@@ -716,14 +713,12 @@ class SctpTransport:
 
     async def drain_sender_soon(self) -> bool:
         """drain_sender without blocking the event loop: other associations' traffic
-        goes on while the 3004s queued before a shutdown leave. True once none wait."""
+        goes on while the 3004s queued before a shutdown leave (the C wait releases the
+        GIL, so it waits on an executor thread). True once none wait."""
+        if self.sender is None:
+            return True
         loop = asyncio.get_running_loop()
-        until = loop.time() + SENDER_DRAIN_S
-        while self.sender is not None and not self.sender.drain(0.0):
-            if loop.time() >= until:
-                return False
-            await asyncio.sleep(SENDER_POLL_S)
-        return True
+        return await loop.run_in_executor(None, self.sender.drain, SENDER_DRAIN_S)
 
     # --- life cycle -----------------------------------------------------------
 
