@@ -714,8 +714,10 @@ class SctpTransport:
     async def drain_sender_soon(self) -> bool:
         """drain_sender without blocking the event loop: other associations' traffic
         goes on while the 3004s queued before a shutdown leave (the C wait releases the
-        GIL, so it waits on an executor thread). True once none wait."""
-        if self.sender is None:
+        GIL, so it waits on an executor thread). True once none wait. With none waiting
+        it returns at once, without yielding: a close must not let the outputs after it
+        (an election's CEA and adoption) wait behind a thread hop."""
+        if self.sender is None or self.sender.drain(0.0):
             return True
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self.sender.drain, SENDER_DRAIN_S)

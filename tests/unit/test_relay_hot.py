@@ -587,6 +587,12 @@ def test_a_graceful_shutdown_waits_for_the_3004s_without_blocking_the_loop() -> 
         done, ticks, took = await drain(ep)  # the peer reads: they all leave
         assert done and sender.counts() == (300, 0, 0)
         assert await reader == want
+        # Nothing waits: it returns without yielding, so a close does not hold back the
+        # outputs after it.
+        idle = ep.drain_sender_soon()
+        with pytest.raises(StopIteration) as finished:
+            idle.send(None)
+        assert finished.value.value is True
         ep.close()
 
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
